@@ -1,0 +1,42 @@
+"""train: fine-tune CLIP on the mixed set; the checkpoint in models/lora/, metrics in metrics/train.json."""
+
+import torch
+
+from varireal import classifier as clf
+from varireal import io, training
+from varireal.params import load
+
+from stages import CHECKPOINT, METRICS, MIXED, RAW
+
+
+def main(params_path="params.yaml") -> None:
+    params = load(params_path)
+    p = params.train
+    class_names = io.read_json(RAW / "classes.json")
+    rows = io.read_csv(MIXED / "train.csv")
+    real = [r for r in rows if r["source"] == "real"]
+    synthetic = [r for r in rows if r["source"] == "synthetic"]
+
+    # Same params, same bits on the CPU: fixed thread count, deterministic kernels.
+    torch.set_num_threads(p.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    classifier, preprocess_train, preprocess_eval = clf.build(
+        class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora
+    )
+    history = training.train(classifier, real, synthetic, preprocess_train if p.augment else preprocess_eval, p)
+
+    meta = {"model": p.model, "pretrained": p.pretrained, "seed": p.seed, "finetune": p.finetune,
+            "class_names": class_names}
+    with io.atomic_dir(CHECKPOINT) as staging:
+        clf.save(classifier, staging, meta)
+    trainable = sum(t.numel() for t in classifier.parameters() if t.requires_grad)
+    io.write_json(METRICS / "train.json", {
+        "final_loss": history[-1]["loss"],
+        "mean_loss_last_10pct": round(sum(h["loss"] for h in history[-max(1, len(history) // 10):])
+                                      / max(1, len(history) // 10), 6),
+        "steps": p.steps,
+        "real_images": len(real),
+        "synthetic_images": len(synthetic),
+        "trainable_parameters": trainable,
+    })
+    io.write_csv(METRICS / "train_loss.csv", history)

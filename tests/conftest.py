@@ -1,0 +1,67 @@
+"""Shared fixtures: a shrunken copy of the project's params and a tiny open_clip model.
+
+Tests never touch the network: the hub is switched off and every model is built here from a
+small config with random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.pop("DVC_ROOT", None)
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+# Everything small enough for the whole pipeline to run in seconds; same keys as params.yaml.
+SMALL = {
+    "dataset": {"shots": 2, "test_per_class": 3, "image_size": 32},
+    "prompt": {"values_per_list": 2},
+    "edit": {"per_image": 2},
+    "mix": {"synthetic_per_class": 4},
+    "train": {"steps": 3, "batch_size": 4, "threads": 1},
+    "eval": {"batch_size": 16},
+}
+
+
+def merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+@pytest.fixture
+def tiny_clip_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("configs") / "tiny-clip.json"
+    path.write_text(json.dumps(TINY_CLIP))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, tiny_clip_config):
+    """A working folder with a small params.yaml; the test runs inside it. Returns a writer
+    `project(**overrides)` that rewrites params.yaml and returns its path."""
+    monkeypatch.chdir(tmp_path)
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    small = merged(SMALL, {"train": {"model": str(tiny_clip_config)}})
+
+    def write(**overrides) -> Path:
+        params = merged(merged(base, small), overrides)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        return tmp_path / "params.yaml"
+
+    write()
+    return write

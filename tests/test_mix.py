@@ -1,0 +1,60 @@
+import pytest
+
+from varireal.mixing import condition, infeasible_count, select
+from varireal.params import MixParams, ParamError
+
+
+def fake_pool(classes=("a", "b"), per=(30, 30)):
+    real = [{"path": f"r/{c}{i}.png", "label": str(l), "class": c} for l, c in enumerate(classes) for i in range(3)]
+    manifest = [
+        {"path": f"s/{c}/{f}/{attr}{i}.png", "label": str(l), "class": c, "attribute": attr, "feasibility": f,
+         "value": "v"}
+        for l, c in enumerate(classes) for f, n in zip(("feasible", "infeasible"), per)
+        for attr in ("background", "color", "texture") for i in range(n // 3)
+    ]
+    return real, manifest
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_mix_has_exactly_the_requested_ratio_per_class(ratio):
+    real, manifest = fake_pool()
+    rows = select(real, manifest, MixParams(infeasible_ratio=ratio, synthetic_per_class=20), seed=0)
+    for c in ("a", "b"):
+        synthetic = [r for r in rows if r["class"] == c and r["source"] == "synthetic"]
+        assert len(synthetic) == 20
+        assert sum(r["feasibility"] == "infeasible" for r in synthetic) == ratio * 20
+    assert sum(r["source"] == "real" for r in rows) == 6
+    assert len({r["path"] for r in rows}) == len(rows)
+
+
+def test_rounding_is_half_up():
+    assert infeasible_count(0.5, 5) == 3
+    assert infeasible_count(0.1, 4) == 0
+    assert infeasible_count(0.3, 10) == 3
+
+
+def test_attribute_filter_and_condition():
+    real, manifest = fake_pool()
+    rows = select(real, manifest, MixParams(attribute="color", infeasible_ratio=0.5, synthetic_per_class=6), seed=0)
+    assert {r["attribute"] for r in rows if r["source"] == "synthetic"} == {"color"}
+    assert condition(MixParams(synthetic_per_class=0)) == "real-only"
+    assert condition(MixParams(infeasible_ratio=0)) == "feasible"
+    assert condition(MixParams(infeasible_ratio=1)) == "infeasible"
+    assert condition(MixParams(infeasible_ratio=0.3)) == "mixed"
+
+
+def test_mix_is_deterministic_in_seed():
+    real, manifest = fake_pool()
+    params = MixParams(infeasible_ratio=0.5, synthetic_per_class=10)
+    assert select(real, manifest, params, 0) == select(real, manifest, params, 0)
+    assert select(real, manifest, params, 0) != select(real, manifest, params, 1)
+
+
+def test_real_only_and_not_enough_edits():
+    real, manifest = fake_pool()
+    rows = select(real, manifest, MixParams(synthetic_per_class=0), seed=0)
+    assert {r["source"] for r in rows} == {"real"}
+    with pytest.raises(ParamError, match="mix.synthetic_per_class"):
+        select(real, manifest, MixParams(attribute="color", synthetic_per_class=25), seed=0)
+    with pytest.raises(ParamError, match="mix.include_real"):
+        select(real, manifest, MixParams(synthetic_per_class=0, include_real=False), seed=0)

@@ -1,0 +1,105 @@
+"""The DVC pipeline end to end in a temporary copy of the project, as a user drives it."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, SMALL, TINY_CLIP, merged
+
+STAGES = ["fetch", "prompt", "edit", "mix", "train", "eval"]
+
+
+def ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(REPO / "dvc.yaml", root)
+    (root / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
+    params = merged(yaml.safe_load((REPO / "params.yaml").read_text()),
+                    merged(SMALL, {"train": {"model": "tiny-clip.json"}}))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the installed `varireal` and `dvc`
+    env |= {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def sh(*args: str, check=True) -> str:
+        result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        if check and result.returncode:
+            raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout + result.stderr
+
+    sh("git", "init", "-q")
+    sh("dvc", "init", "-q")
+    sh("dvc", "config", "core.analytics", "false")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "project")
+    first = sh("dvc", "repro")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "first run")
+    return root, sh, first
+
+
+def runs(root: Path) -> list:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["varireal"], output_format="list")
+
+
+def test_repro_runs_every_stage_once_then_nothing(dvc_project):
+    root, sh, first = dvc_project
+    assert ran(first) == STAGES
+    assert ran(sh("dvc", "repro")) == []
+    assert sh("git", "status", "--porcelain") == ""  # outputs are ignored through DVC, nothing left over
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    (run,) = runs(root)
+    outs = {o["path"]: o["md5"] for stage in lock["stages"].values() for o in stage.get("outs", [])}
+    assert run.data.tags["dvc.synthetic_md5"] == outs["data/synthetic"]
+    assert run.data.tags["dvc.checkpoint_md5"] == outs["models/lora"]
+    assert run.data.tags["git.commit"] == sh("git", "rev-list", "--max-parents=0", "HEAD").strip()
+
+
+def test_new_ratio_reruns_mix_train_eval_only_and_logs_a_mixed_run(dvc_project):
+    root, sh, _ = dvc_project
+    out = sh("dvc", "exp", "run", "-S", "mix.infeasible_ratio=0.5", "-n", "half")
+    assert ran(out) == ["mix", "train", "eval"]
+    half = [r for r in runs(root) if r.data.params["mix.infeasible_ratio"] == "0.5"]
+    assert len(half) == 1
+    assert half[0].data.tags["condition"] == "mixed" and half[0].data.tags["dvc.experiment"] == "half"
+    assert "top1" in half[0].data.metrics
+    assert "top1" in sh("dvc", "metrics", "show")
+    shown = sh("dvc", "exp", "show", "--no-pager", "--md")
+    assert "top1" in shown and "half" in shown
+
+
+def test_queued_experiments_land_in_the_root_store(dvc_project):
+    root, sh, _ = dvc_project
+    sh("dvc", "exp", "run", "--queue", "-S", "mix.infeasible_ratio=1.0", "-n", "queued-infeasible")
+    sh("dvc", "exp", "run", "--queue", "-S", "mix.synthetic_per_class=0", "-n", "queued-real")
+    sh("dvc", "queue", "start")
+    deadline = time.time() + 400
+    while time.time() < deadline:
+        status = sh("dvc", "queue", "status")
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status + sh("dvc", "queue", "logs", "queued-infeasible", check=False)
+    by_name = {r.data.tags["dvc.experiment"]: r for r in runs(root)}
+    assert by_name["queued-infeasible"].data.tags["condition"] == "infeasible"
+    assert by_name["queued-real"].data.tags["condition"] == "real-only"
+    assert not list(root.glob(".dvc/tmp/exps/**/mlflow.db"))  # no stray store in the temporary copies
+    artifact = Path(by_name["queued-real"].info.artifact_uri.removeprefix("file://"), "eval.json")
+    assert artifact.is_file() and root in artifact.parents

@@ -1,0 +1,1 @@
+"""VariReal: measure whether the feasibility of synthetic training images matters for CLIP classifiers."""

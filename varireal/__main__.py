@@ -1,0 +1,3 @@
+from varireal.cli import app
+
+app(prog_name="varireal")

@@ -1,0 +1,127 @@
+"""A CLIP classifier: open_clip towers, optionally LoRA-adapted with peft, and a text-initialised head.
+
+logits = scale * normalize(image_features) @ (normalize(text_features(class prompts)) + head_offset).T
+
+head_offset starts at zero, so before training the classifier is CLIP's zero-shot classifier;
+when the text tower is adapted (LoRA or full fine-tuning) gradients reach it through the prompts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+TEMPLATE = "a photo of a {}."
+TOWER_PREFIXES = {"image": "visual", "text": "transformer"}
+
+
+def _register(model: str) -> str:
+    """Make open_clip know our configs; a path to a local JSON config works as a model name too."""
+    import open_clip
+
+    open_clip.add_model_config(CONFIG_DIR)
+    if model.endswith(".json"):
+        open_clip.add_model_config(model)
+        return Path(model).stem
+    return model
+
+
+def create_clip(model: str, pretrained: str | None, seed: int):
+    """(clip, preprocess_train, preprocess_eval, tokenizer). seed fixes random initial weights."""
+    import open_clip
+
+    name = _register(model)
+    torch.manual_seed(seed)
+    clip, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+    return clip, preprocess_train, preprocess_eval, open_clip.get_tokenizer(name)
+
+
+def lora_config(rank: int, alpha: float, dropout: float, target_modules: list[str], towers: list[str]):
+    from peft import LoraConfig
+
+    prefixes = "|".join(TOWER_PREFIXES[t] for t in towers)
+    modules = "|".join(target_modules)
+    return LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=rf"^(?:{prefixes})\..*\b(?:{modules})$"
+    )
+
+
+class Classifier(nn.Module):
+    def __init__(self, clip: nn.Module, tokens: torch.Tensor):
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("tokens", tokens, persistent=False)
+        embed_dim = clip.text_projection.shape[1] if hasattr(clip, "text_projection") else clip.embed_dim
+        self.head_offset = nn.Parameter(torch.zeros(len(tokens), embed_dim))
+        self.scale = float(clip.logit_scale.exp().detach())
+        self._frozen_text: torch.Tensor | None = None
+
+    @property
+    def base(self) -> nn.Module:
+        """The open_clip model under any peft wrapper."""
+        return self.clip.get_base_model() if hasattr(self.clip, "get_base_model") else self.clip
+
+    def text_tower_trains(self) -> bool:
+        text = self.base.transformer
+        return any(p.requires_grad for p in text.parameters())
+
+    def class_weights(self) -> torch.Tensor:
+        if self.text_tower_trains():
+            return F.normalize(self.base.encode_text(self.tokens), dim=-1) + self.head_offset
+        if self._frozen_text is None:  # a frozen text tower gives the same class embeddings every time
+            with torch.no_grad():
+                self._frozen_text = F.normalize(self.base.encode_text(self.tokens), dim=-1)
+        return self._frozen_text + self.head_offset
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = F.normalize(self.base.encode_image(images), dim=-1)
+        return self.scale * features @ self.class_weights().T
+
+
+def build(class_names: list[str], model: str, pretrained: str | None, seed: int, finetune: str, lora=None):
+    """(Classifier, preprocess_train, preprocess_eval) with exactly the trainable parameters finetune asks for."""
+    clip, preprocess_train, preprocess_eval, tokenizer = create_clip(model, pretrained, seed)
+    tokens = tokenizer([TEMPLATE.format(name.replace("_", " ")) for name in class_names])
+    if finetune == "lora":
+        from peft import get_peft_model
+
+        clip = get_peft_model(clip, lora_config(lora.rank, lora.alpha, lora.dropout, lora.target_modules, lora.towers))
+    return Classifier(clip, tokens), preprocess_train, preprocess_eval
+
+
+def save(classifier: Classifier, out: Path, meta: dict) -> None:
+    """LoRA: peft adapter (safetensors) + head; full: every weight. Always safetensors, never pickle."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    if meta["finetune"] == "lora":
+        classifier.clip.save_pretrained(out / "adapter")
+    else:
+        weights = {k: v.contiguous() for k, v in classifier.base.state_dict().items()}
+        save_file(weights, out / "model.safetensors")
+    save_file({"head_offset": classifier.head_offset.detach().contiguous()}, out / "head.safetensors")
+    (out / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load(checkpoint: Path) -> tuple[Classifier, object, dict]:
+    """(Classifier in eval mode, preprocess_eval, meta) from a folder written by save()."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((checkpoint / "classifier.json").read_text())
+    clip, _, preprocess_eval, tokenizer = create_clip(meta["model"], meta["pretrained"], meta["seed"])
+    if meta["finetune"] == "lora":
+        from peft import PeftModel
+
+        clip = PeftModel.from_pretrained(clip, checkpoint / "adapter")
+    else:
+        clip.load_state_dict(load_file(checkpoint / "model.safetensors"))
+    tokens = tokenizer([TEMPLATE.format(name.replace("_", " ")) for name in meta["class_names"]])
+    classifier = Classifier(clip, tokens)
+    classifier.head_offset.data.copy_(load_file(checkpoint / "head.safetensors")["head_offset"])
+    classifier.requires_grad_(False)
+    return classifier.eval(), preprocess_eval, meta

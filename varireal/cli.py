@@ -1,0 +1,61 @@
+"""`varireal <stage>`: one subcommand per pipeline stage, each the `cmd` of its dvc.yaml stage.
+
+Heavy libraries are imported inside the stage that needs them, so `varireal --help` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="VariReal: does the feasibility of synthetic training images matter for CLIP?")
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file (schema: varireal/params.py).")
+
+
+def _run(stage: str, params: Path) -> None:
+    from varireal.params import ParamError
+
+    try:
+        importlib.import_module(f"stages.{stage}").main(params)
+    except ParamError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def fetch(params: Path = PARAMS) -> None:
+    """Render or load the dataset into data/raw/ with a few-shot training split."""
+    _run("fetch", params)
+
+
+@app.command()
+def prompt(params: Path = PARAMS) -> None:
+    """Write feasible and infeasible attribute values per class to data/prompts.json."""
+    _run("prompt", params)
+
+
+@app.command()
+def edit(params: Path = PARAMS) -> None:
+    """Edit every training image per attribute and feasibility into data/synthetic/."""
+    _run("edit", params)
+
+
+@app.command()
+def mix(params: Path = PARAMS) -> None:
+    """Select real and synthetic images at the infeasible ratio into data/mixed/train.csv."""
+    _run("mix", params)
+
+
+@app.command()
+def train(params: Path = PARAMS) -> None:
+    """Fine-tune CLIP (LoRA or full) on the mixed set into models/lora/."""
+    _run("train", params)
+
+
+@app.command("eval")
+def evaluate(params: Path = PARAMS) -> None:
+    """Top-1 on the real test split into metrics/, and one MLflow run."""
+    _run("eval", params)

@@ -1,0 +1,59 @@
+"""The embedded world as a Dataset: renders a few-shot training split and a feasible-only test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from varireal import io
+from varireal.datasets import world
+from varireal.params import DatasetParams
+
+# Seed streams, so that train and test images never coincide.
+_TRAIN, _TEST = 0, 1
+
+
+class EmbeddedWorld:
+    def __init__(self, params: DatasetParams):
+        self.params = params
+
+    def class_names(self) -> list[str]:
+        return list(world.CLASS_NAMES)
+
+    def train_images_per_class(self) -> int:
+        return world.TRAIN_IMAGES_PER_CLASS
+
+    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> None:
+        picker = np.random.default_rng([seed, 7])
+        splits = {
+            "train": [(_TRAIN, i) for i in sorted(picker.choice(world.TRAIN_IMAGES_PER_CLASS, shots, replace=False))],
+            "test": [(_TEST, i) for i in range(self.params.test_per_class)],
+        }
+        io.write_json(out / "classes.json", self.class_names())
+        total = len(self.class_names()) * sum(len(ids) for ids in splits.values())
+        with tqdm(total=total, desc="render world", unit="img") as bar:
+            for split, ids in splits.items():
+                rows = []
+                for label, name in enumerate(self.class_names()):
+                    for stream, index in ids:
+                        rng = np.random.default_rng([seed, stream, label, int(index)])
+                        instance = world.sample_instance(name, rng)
+                        image, mask = world.render_instance(instance, rng, self.params.image_size)
+                        rel = Path(split) / name / f"{index:04d}.png"
+                        for kind, array in (("images", image), ("masks", mask)):
+                            (out / kind / rel).parent.mkdir(parents=True, exist_ok=True)
+                            Image.fromarray(array).save(out / kind / rel)
+                        rows.append({
+                            "path": (path_prefix / "images" / rel).as_posix(),
+                            "mask": (path_prefix / "masks" / rel).as_posix(),
+                            "label": label,
+                            "class": name,
+                            "background": instance.background,
+                            "color": instance.color,
+                            "texture": instance.texture,
+                        })
+                        bar.update()
+                io.write_csv(out / f"{split}.csv", rows)

@@ -1,0 +1,81 @@
+"""Fine-tune a Classifier on real and synthetic images.
+
+Each step draws one batch of real and one batch of synthetic images and minimises
+real_weight * CE(real) + (1 - real_weight) * CE(synthetic); with only one kind present, its CE.
+The number of steps is fixed, so every condition gets the same compute and differs only in data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+from tqdm import tqdm
+
+from varireal.params import TrainParams
+
+
+class ImageRows(Dataset):
+    """Rows with `path` and `label` -> (transformed image, label)."""
+
+    def __init__(self, rows: list[dict], transform):
+        self.rows, self.transform = rows, transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int):
+        row = self.rows[index]
+        with Image.open(row["path"]) as image:
+            return self.transform(image.convert("RGB")), int(row["label"])
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _endless(rows: list[dict], transform, batch_size: int, generator: torch.Generator) -> Iterator:
+    loader = DataLoader(
+        ImageRows(rows, transform),
+        batch_size=min(batch_size, len(rows)),
+        sampler=RandomSampler(rows, generator=generator),
+        drop_last=True,
+    )
+    while True:
+        yield from loader
+
+
+def train(classifier, real: list[dict], synthetic: list[dict], transform, params: TrainParams) -> list[dict]:
+    """Train in place; returns the loss history [{step, loss, lr}]."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    device = resolve_device(params.device)
+    classifier.to(device).train()
+    trainable = [p for p in classifier.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(params.warmup_ratio * params.steps), params.steps)
+    generator = torch.Generator().manual_seed(params.seed)
+    batches = {name: _endless(rows, transform, params.batch_size, generator)
+               for name, rows in (("real", real), ("synthetic", synthetic)) if rows}
+    weights = {"real": params.real_weight, "synthetic": 1 - params.real_weight} if len(batches) == 2 else \
+        {name: 1.0 for name in batches}
+
+    history = []
+    for step in tqdm(range(1, params.steps + 1), desc="train", unit="step"):
+        loss = torch.zeros((), device=device)
+        for name, stream in batches.items():
+            images, labels = next(stream)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = classifier(images.to(device))
+            loss = loss + weights[name] * F.cross_entropy(logits.float(), labels.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        history.append({"step": step, "loss": round(loss.item(), 6), "lr": scheduler.get_last_lr()[0]})
+    return history
