@@ -1,6 +1,9 @@
-"""Cost of a new infeasible ratio against a full `dvc repro -f`, measured in one run.
+"""Pipeline wall times on the embedded default, measured in one run in a fresh copy of the project:
 
-Target: <= 0.40, because `edit` (the expensive stage) must never re-run for a new ratio.
+1. the first `dvc repro` (fresh clone, empty MLflow store), target < 5 minutes on 2 cores;
+2. a full `dvc repro -f` against `dvc exp run -S mix.infeasible_ratio=0.5`, target ratio <= 0.40,
+   because `edit` (the expensive stage) never re-runs for a new ratio.
+
 Usage: .venv/bin/python bench/ratio_cost.py
 """
 
@@ -10,10 +13,11 @@ import platform
 from common import Project
 
 project = Project()
-project.sh("dvc", "repro")  # warm the OS file cache and the MLflow store, so both timings below see the same state
+first = project.sh("dvc", "repro")
 full = project.sh("dvc", "repro", "-f")
 new_ratio = project.sh("dvc", "exp", "run", "-S", "mix.infeasible_ratio=0.5")
-print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+print(f"machine: {platform.machine()}, {os.cpu_count()} cores")
+print(f"first dvc repro (fresh copy):            {first:6.1f} s  (target < 300 s)")
 print(f"full dvc repro -f:                       {full:6.1f} s")
 print(f"dvc exp run -S mix.infeasible_ratio=0.5: {new_ratio:6.1f} s")
-print(f"ratio: {new_ratio / full:.2f} (target <= 0.40)")
+print(f"new ratio / full repro: {new_ratio / full:.2f}  (target <= 0.40)")

@@ -31,7 +31,7 @@ SMALL = {
     "prompt": {"values_per_list": 2},
     "edit": {"per_image": 2},
     "mix": {"synthetic_per_class": 4},
-    "train": {"steps": 3, "batch_size": 4, "threads": 1},
+    "train": {"steps": 3, "batch_size": 4, "threads": 1, "workers": 0},
     "eval": {"batch_size": 16},
 }
 

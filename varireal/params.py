@@ -28,9 +28,9 @@ class DatasetParams(Section):
     name: Literal["world"] = "world"
     root: str = "datasets"  # where downloaded datasets live; the embedded world needs none
     download: bool = False
-    shots: int = Field(8, ge=1, description="real training images per class")
-    test_per_class: int = Field(30, ge=1, description="embedded world only: test images per class")
-    image_size: int = Field(96, ge=16, le=1024, description="embedded world only: rendered side in pixels")
+    shots: int = Field(16, ge=1, description="real training images per class")
+    test_per_class: int = Field(60, ge=1, description="embedded world only: test images per class")
+    image_size: int = Field(128, ge=16, le=1024, description="embedded world only: rendered side in pixels")
 
 
 class PromptParams(Section):
@@ -75,7 +75,7 @@ class TrainParams(Section):
     finetune: Literal["lora", "full"] = "full"
     lora: LoraParams = LoraParams()
     seed: int = 0
-    steps: int = Field(250, ge=1)
+    steps: int = Field(150, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
@@ -84,6 +84,7 @@ class TrainParams(Section):
     augment: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(2, ge=1, description="CPU threads; fixed so CPU results are reproducible")
+    workers: int = Field(0, ge=0, description="data loader processes; >0 draws augmentations from other seeds")
 
 
 class EvalParams(Section):

@@ -60,7 +60,7 @@ def _scene_meadow(rng, size):
     x, y = _grid(size)
     horizon = size * rng.uniform(0.25, 0.4)
     img = _vertical_gradient(size, (0.25, 0.60, 0.20), (0.15, 0.45, 0.10))
-    blades = 0.85 + 0.3 * _smooth_noise(rng, size, size // 2) * (np.sin(x * rng.uniform(1.5, 2.5)) > 0)
+    blades = 0.85 + 0.3 * _smooth_noise(rng, size, 64) * (np.sin(2 * np.pi * x / size * rng.uniform(30, 50)) > 0)
     img = img * blades[..., None]
     sky = _vertical_gradient(size, (0.55, 0.75, 0.95), (0.80, 0.90, 0.98))
     return np.where((y < horizon)[..., None], sky, img)
@@ -68,7 +68,8 @@ def _scene_meadow(rng, size):
 
 def _scene_desert(rng, size):
     x, y = _grid(size)
-    dunes = np.sin(x * rng.uniform(0.04, 0.08) + y * rng.uniform(0.10, 0.18) + rng.uniform(0, 6.3))
+    u, v = x / size, y / size
+    dunes = np.sin(2 * np.pi * (u * rng.uniform(0.8, 1.6) + v * rng.uniform(2.0, 3.6)) + rng.uniform(0, 6.3))
     img = _vertical_gradient(size, (0.93, 0.80, 0.55), (0.85, 0.68, 0.40))
     return img * (0.88 + 0.12 * dunes)[..., None]
 
@@ -76,7 +77,8 @@ def _scene_desert(rng, size):
 def _scene_ocean(rng, size):
     x, y = _grid(size)
     phase = rng.uniform(0, 6.3)
-    waves = np.sin(y * rng.uniform(0.3, 0.5) + 1.5 * np.sin(x * rng.uniform(0.05, 0.1) + phase))
+    u, v = x / size, y / size
+    waves = np.sin(2 * np.pi * v * rng.uniform(6, 10) + 1.5 * np.sin(2 * np.pi * u * rng.uniform(1, 2) + phase))
     img = _vertical_gradient(size, (0.10, 0.35, 0.60), (0.02, 0.15, 0.35))
     return _mix(img, (0.75, 0.90, 1.0), np.clip(waves - 0.7, 0, 1) * 1.5)
 
@@ -99,8 +101,10 @@ def _scene_forest(rng, size):
 
 def _scene_night(rng, size):
     img = _vertical_gradient(size, (0.02, 0.02, 0.10), (0.08, 0.08, 0.25))
-    stars = (rng.random((size, size)) > 0.985).astype(np.float32)
-    return _mix(img, (1.0, 1.0, 0.9), ndimage.gaussian_filter(stars, 0.6) * 3)
+    stars = np.zeros((size, size), np.float32)
+    stars.flat[rng.choice(size * size, rng.integers(150, 300), replace=False)] = 1.0
+    glow = ndimage.gaussian_filter(stars, size / 200)
+    return _mix(img, (1.0, 1.0, 0.9), np.clip(glow / glow.max(), 0, 1))
 
 
 def _scene_lava(rng, size):
@@ -168,7 +172,7 @@ def _pattern_scales(rng, size):
 
 
 def _pattern_speckle(rng, size):
-    return (ndimage.gaussian_filter(rng.random((size, size), dtype=np.float32), 1.0) > 0.56).astype(np.float32)
+    return (_smooth_noise(rng, size, 40) > 0.62).astype(np.float32)
 
 
 def _pattern_zigzag(rng, size):
@@ -192,12 +196,22 @@ TEXTURES = {
 TEXTURE_CONTRAST = 0.45
 
 
+# Scenes and patterns are drawn at this multiple of the output size and box-filtered down, so hard
+# pattern edges are anti-aliased like the edges of a photographed object.
+SUPERSAMPLE = 2
+
+
+def _downsample(array: np.ndarray, factor: int) -> np.ndarray:
+    h, w = array.shape[0] // factor, array.shape[1] // factor
+    return array.reshape(h, factor, w, factor, *array.shape[2:]).mean(axis=(1, 3))
+
+
 def scene(name: str, rng: np.random.Generator, size: int) -> np.ndarray:
-    return SCENES[name](rng, size).astype(np.float32)
+    return _downsample(SCENES[name](rng, size * SUPERSAMPLE), SUPERSAMPLE).astype(np.float32)
 
 
 def texture(name: str, rng: np.random.Generator, size: int) -> np.ndarray:
-    return TEXTURES[name](rng, size).astype(np.float32)
+    return _downsample(TEXTURES[name](rng, size * SUPERSAMPLE), SUPERSAMPLE).astype(np.float32)
 
 
 def color(name: str) -> np.ndarray:

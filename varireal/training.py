@@ -39,12 +39,15 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _endless(rows: list[dict], transform, batch_size: int, generator: torch.Generator) -> Iterator:
+def _endless(rows: list[dict], transform, batch_size: int, workers: int, generator: torch.Generator) -> Iterator:
     loader = DataLoader(
         ImageRows(rows, transform),
         batch_size=min(batch_size, len(rows)),
         sampler=RandomSampler(rows, generator=generator),
         drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=generator,  # seeds the workers' augmentation: reproducible for a given `workers`
     )
     while True:
         yield from loader
@@ -60,7 +63,7 @@ def train(classifier, real: list[dict], synthetic: list[dict], transform, params
     optimizer = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(params.warmup_ratio * params.steps), params.steps)
     generator = torch.Generator().manual_seed(params.seed)
-    batches = {name: _endless(rows, transform, params.batch_size, generator)
+    batches = {name: _endless(rows, transform, params.batch_size, params.workers, generator)
                for name, rows in (("real", real), ("synthetic", synthetic)) if rows}
     weights = {"real": params.real_weight, "synthetic": 1 - params.real_weight} if len(batches) == 2 else \
         {name: 1.0 for name in batches}
