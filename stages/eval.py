@@ -32,6 +32,7 @@ def main(params_path="params.yaml") -> None:
     ])
 
     experiment_name = os.environ.get("DVC_EXP_NAME", "workspace")
+    commit = tracking.git_commit()
     metrics = {"top1": scores["top1"], **{f"top1.{name}": acc for name, acc in scores["per_class"].items()
                                          if acc is not None}}
     tags = {
@@ -39,8 +40,8 @@ def main(params_path="params.yaml") -> None:
         "attribute": attribute,
         "dataset": params.dataset.name,
         "dvc.experiment": experiment_name,
-        "git.commit": tracking.git_commit(),
-        "mlflow.source.git.commit": tracking.git_commit(),
+        "git.commit": commit,
+        "mlflow.source.git.commit": commit,
         "dvc.synthetic_md5": tracking.dvc_out_hash("edit", SYNTHETIC.as_posix()),
         "dvc.checkpoint_md5": tracking.dvc_out_hash("train", CHECKPOINT.as_posix()),
     }

@@ -29,11 +29,11 @@ def main(params_path="params.yaml") -> None:
             "class_names": class_names}
     with io.atomic_dir(CHECKPOINT) as staging:
         clf.save(classifier, staging, meta)
+    last_tenth = history[-max(1, len(history) // 10):]
     trainable = sum(t.numel() for t in classifier.parameters() if t.requires_grad)
     io.write_json(METRICS / "train.json", {
         "final_loss": history[-1]["loss"],
-        "mean_loss_last_10pct": round(sum(h["loss"] for h in history[-max(1, len(history) // 10):])
-                                      / max(1, len(history) // 10), 6),
+        "mean_loss_last_10pct": round(sum(h["loss"] for h in last_tenth) / len(last_tenth), 6),
         "steps": p.steps,
         "real_images": len(real),
         "synthetic_images": len(synthetic),

@@ -56,7 +56,8 @@ class Classifier(nn.Module):
         super().__init__()
         self.clip = clip
         self.register_buffer("tokens", tokens, persistent=False)
-        embed_dim = clip.text_projection.shape[1] if hasattr(clip, "text_projection") else clip.embed_dim
+        with torch.no_grad():
+            embed_dim = self.base.encode_text(tokens[:1]).shape[-1]
         self.head_offset = nn.Parameter(torch.zeros(len(tokens), embed_dim))
         self.scale = float(clip.logit_scale.exp().detach())
         self._frozen_text: torch.Tensor | None = None
@@ -67,7 +68,7 @@ class Classifier(nn.Module):
         return self.clip.get_base_model() if hasattr(self.clip, "get_base_model") else self.clip
 
     def text_tower_trains(self) -> bool:
-        text = self.base.transformer
+        text = getattr(self.base, "text", None) or self.base.transformer  # CustomTextCLIP | CLIP
         return any(p.requires_grad for p in text.parameters())
 
     def class_weights(self) -> torch.Tensor:
@@ -91,6 +92,10 @@ def build(class_names: list[str], model: str, pretrained: str | None, seed: int,
         from peft import get_peft_model
 
         clip = get_peft_model(clip, lora_config(lora.rank, lora.alpha, lora.dropout, lora.target_modules, lora.towers))
+    elif hasattr(clip, "token_embedding"):
+        # The class prompts use a few dozen of its ~49k rows, but AdamW would rewrite all of them
+        # every step: on a small model that is most of the optimizer's time.
+        clip.token_embedding.requires_grad_(False)
     return Classifier(clip, tokens), preprocess_train, preprocess_eval
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from varireal import render
+from varireal.params import ATTRIBUTES
 from varireal.prompts import FEASIBILITIES
 
 LUMA = np.float32([0.299, 0.587, 0.114])
@@ -29,7 +30,9 @@ def edit_background(image: np.ndarray, mask: np.ndarray, value: str, rng: np.ran
 def edit_color(image: np.ndarray, mask: np.ndarray, value: str, rng: np.random.Generator) -> np.ndarray:
     luma = image @ LUMA
     relative = luma / max(float(luma[mask].mean()), 1e-3)
-    recolored = render.color(value) * relative[..., None]
+    # The same per-instance spread of a named colour that the world's own photos have.
+    base = render.color(value) * rng.uniform(1 - render.COLOR_JITTER, 1 + render.COLOR_JITTER, 3).astype(np.float32)
+    recolored = base * relative[..., None]
     return np.where(mask[..., None], recolored, image)
 
 
@@ -72,7 +75,7 @@ def plan(
     for s, source in enumerate(sources):
         stem = Path(source["path"]).stem
         for attribute in attributes:
-            a = ("background", "color", "texture").index(attribute)
+            a = ATTRIBUTES.index(attribute)
             for f, feasibility in enumerate(FEASIBILITIES):
                 values = prompts[source["class"]][attribute][feasibility]
                 rng = np.random.default_rng([seed, s, a, f])

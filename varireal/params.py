@@ -29,7 +29,7 @@ class DatasetParams(Section):
     root: str = "datasets"  # where downloaded datasets live; the embedded world needs none
     download: bool = False
     shots: int = Field(16, ge=1, description="real training images per class")
-    test_per_class: int = Field(60, ge=1, description="embedded world only: test images per class")
+    test_per_class: int = Field(100, ge=1, description="embedded world only: test images per class")
     image_size: int = Field(128, ge=16, le=1024, description="embedded world only: rendered side in pixels")
 
 
@@ -84,6 +84,7 @@ class TrainParams(Section):
     augment: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(2, ge=1, description="CPU threads; fixed so CPU results are reproducible")
+    cache_images: bool = Field(True, description="decode each training image once and keep it in RAM")
     workers: int = Field(0, ge=0, description="data loader processes; >0 draws augmentations from other seeds")
 
 

@@ -192,6 +192,9 @@ TEXTURES = {
     "zigzag": _pattern_zigzag,
 }
 
+# Per-channel spread of a named colour between instances, as a fraction.
+COLOR_JITTER = 0.08
+
 # How strongly a texture darkens the surface it is laid on.
 TEXTURE_CONTRAST = 0.45
 

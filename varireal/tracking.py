@@ -73,7 +73,6 @@ def log_run(
     metrics: dict[str, float],
     tags: dict[str, str],
     artifacts: list[Path],
-    figures: dict[str, Any] | None = None,
 ) -> str:
     """Record one run; returns its id."""
     import mlflow
@@ -86,6 +85,4 @@ def log_run(
         mlflow.set_tags(tags)
         for path in artifacts:
             mlflow.log_artifact(str(path))
-        for name, figure in (figures or {}).items():
-            mlflow.log_figure(figure, name)
         return run.info.run_id

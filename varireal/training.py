@@ -19,18 +19,29 @@ from varireal.params import TrainParams
 
 
 class ImageRows(Dataset):
-    """Rows with `path` and `label` -> (transformed image, label)."""
+    """Rows with `path` and `label` -> (transformed image, label).
 
-    def __init__(self, rows: list[dict], transform):
+    With cache=True each image is decoded once and kept in memory: training sees every image
+    many times, and decoding costs as much as augmenting. Only for sets that fit in RAM.
+    """
+
+    def __init__(self, rows: list[dict], transform, cache: bool = False):
         self.rows, self.transform = rows, transform
+        self.decoded: dict[int, Image.Image] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _decode(self, index: int) -> Image.Image:
+        with Image.open(self.rows[index]["path"]) as image:
+            return image.convert("RGB")
+
     def __getitem__(self, index: int):
-        row = self.rows[index]
-        with Image.open(row["path"]) as image:
-            return self.transform(image.convert("RGB")), int(row["label"])
+        if self.decoded is None:
+            image = self._decode(index)
+        else:
+            image = self.decoded.get(index) or self.decoded.setdefault(index, self._decode(index))
+        return self.transform(image), int(self.rows[index]["label"])
 
 
 def resolve_device(device: str) -> torch.device:
@@ -39,9 +50,10 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _endless(rows: list[dict], transform, batch_size: int, workers: int, generator: torch.Generator) -> Iterator:
+def _endless(rows: list[dict], transform, params: TrainParams, generator: torch.Generator) -> Iterator:
+    batch_size, workers = params.batch_size, params.workers
     loader = DataLoader(
-        ImageRows(rows, transform),
+        ImageRows(rows, transform, cache=params.cache_images),
         batch_size=min(batch_size, len(rows)),
         sampler=RandomSampler(rows, generator=generator),
         drop_last=True,
@@ -63,19 +75,21 @@ def train(classifier, real: list[dict], synthetic: list[dict], transform, params
     optimizer = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(params.warmup_ratio * params.steps), params.steps)
     generator = torch.Generator().manual_seed(params.seed)
-    batches = {name: _endless(rows, transform, params.batch_size, params.workers, generator)
+    batches = {name: _endless(rows, transform, params, generator)
                for name, rows in (("real", real), ("synthetic", synthetic)) if rows}
     weights = {"real": params.real_weight, "synthetic": 1 - params.real_weight} if len(batches) == 2 else \
         {name: 1.0 for name in batches}
 
     history = []
     for step in tqdm(range(1, params.steps + 1), desc="train", unit="step"):
+        drawn = {name: next(stream) for name, stream in batches.items()}
+        # One forward pass over real and synthetic together; the loss weighs the two halves.
+        images = torch.cat([images for images, _ in drawn.values()]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = classifier(images).float()
         loss = torch.zeros((), device=device)
-        for name, stream in batches.items():
-            images, labels = next(stream)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = classifier(images.to(device))
-            loss = loss + weights[name] * F.cross_entropy(logits.float(), labels.to(device))
+        for name, part in zip(drawn, logits.split([len(labels) for _, labels in drawn.values()])):
+            loss = loss + weights[name] * F.cross_entropy(part, drawn[name][1].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
