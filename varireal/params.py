@@ -29,7 +29,7 @@ class DatasetParams(Section):
     root: str = "datasets"  # where downloaded datasets live; the embedded world needs none
     download: bool = False
     shots: int = Field(16, ge=1, description="real training images per class")
-    test_per_class: int = Field(100, ge=1, description="embedded world only: test images per class")
+    test_per_class: int = Field(150, ge=1, description="embedded world only: test images per class")
     image_size: int = Field(128, ge=16, le=1024, description="embedded world only: rendered side in pixels")
 
 
