@@ -9,11 +9,12 @@ import statistics
 
 from common import Project
 
+# Every cell sets every varied key: `dvc exp run -S` leaves its values in the workspace's params.
 CONDITIONS = {
-    "real-only": ["mix.synthetic_per_class=0"],
-    "feasible": ["mix.infeasible_ratio=0"],
-    "infeasible": ["mix.infeasible_ratio=1"],
-    "mixed (0.5)": ["mix.infeasible_ratio=0.5"],
+    "real-only": ["mix.synthetic_per_class=0", "mix.infeasible_ratio=0"],
+    "feasible": ["mix.synthetic_per_class=40", "mix.infeasible_ratio=0"],
+    "infeasible": ["mix.synthetic_per_class=40", "mix.infeasible_ratio=1"],
+    "mixed (0.5)": ["mix.synthetic_per_class=40", "mix.infeasible_ratio=0.5"],
 }
 SEEDS = [0, 1, 2]
 
@@ -27,6 +28,7 @@ for name, overrides in CONDITIONS.items():
         sets = [arg for o in overrides + [f"train.seed={seed}"] for arg in ("-S", o)]
         project.sh("dvc", "exp", "run", *sets)
         scores.append(json.loads((project.root / "metrics/eval.json").read_text())["top1"])
+    assert json.loads((project.root / "metrics/eval.json").read_text())["condition"] == name.split(" ")[0]
     cells = ", ".join(f"{100 * s:.1f}" for s in scores)
     print(f"| {name} | {cells} | {100 * statistics.mean(scores):.1f} ± {100 * statistics.stdev(scores):.1f} |",
           flush=True)
