@@ -35,8 +35,8 @@ def dvc_project(tmp_path_factory):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the installed `varireal` and `dvc`
     env |= {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
-    def sh(*args: str, check=True) -> str:
-        result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    def sh(*args: str, check=True, cwd=root) -> str:
+        result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
         if check and result.returncode:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout + result.stderr
@@ -70,6 +70,16 @@ def test_repro_runs_every_stage_once_then_nothing(dvc_project):
     assert run.data.tags["dvc.synthetic_md5"] == outs["data/synthetic"]
     assert run.data.tags["dvc.checkpoint_md5"] == outs["models/lora"]
     assert run.data.tags["git.commit"] == sh("git", "rev-list", "--max-parents=0", "HEAD").strip()
+
+
+def test_fresh_clone_reproduces_the_committed_lock_and_logs_its_run(dvc_project, tmp_path):
+    root, sh, _ = dvc_project
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(root), str(clone))
+    assert ran(sh("dvc", "repro", cwd=clone)) == STAGES  # nothing cached yet: every stage, eval included
+    assert sh("git", "status", "--porcelain", cwd=clone) == ""  # same lock hashes, same metrics
+    (run,) = runs(clone)
+    assert run.data.metrics["top1"] == json.loads((clone / "metrics/eval.json").read_text())["top1"]
 
 
 def test_new_ratio_reruns_mix_train_eval_only_and_logs_a_mixed_run(dvc_project):
