@@ -21,6 +21,7 @@ def _run(stage: str, params: Path) -> None:
     try:
         importlib.import_module(f"stages.{stage}").main(params)
     except ParamError as err:
+        err.source = str(params)  # checks made after loading know the key, not the file
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
 

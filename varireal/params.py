@@ -17,7 +17,10 @@ class ParamError(Exception):
 
     def __init__(self, key: str, value: Any, allowed: str, source: str = "params.yaml"):
         self.key, self.value, self.allowed, self.source = key, value, allowed, source
-        super().__init__(f"{source}: {key}={value!r} is not allowed: {allowed}")
+        super().__init__(key, value, allowed)
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.key}={self.value!r} is not allowed: {self.allowed}"
 
 
 class Section(BaseModel):
