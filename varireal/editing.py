@@ -30,9 +30,7 @@ def edit_background(image: np.ndarray, mask: np.ndarray, value: str, rng: np.ran
 def edit_color(image: np.ndarray, mask: np.ndarray, value: str, rng: np.random.Generator) -> np.ndarray:
     luma = image @ LUMA
     relative = luma / max(float(luma[mask].mean()), 1e-3)
-    # The same per-instance spread of a named colour that the world's own photos have.
-    base = render.color(value) * rng.uniform(1 - render.COLOR_JITTER, 1 + render.COLOR_JITTER, 3).astype(np.float32)
-    recolored = base * relative[..., None]
+    recolored = render.jittered_color(value, rng) * relative[..., None]
     return np.where(mask[..., None], recolored, image)
 
 

@@ -217,6 +217,11 @@ def texture(name: str, rng: np.random.Generator, size: int) -> np.ndarray:
     return _downsample(TEXTURES[name](rng, size * SUPERSAMPLE), SUPERSAMPLE).astype(np.float32)
 
 
+def jittered_color(name: str, rng: np.random.Generator) -> np.ndarray:
+    """A named colour with the per-instance spread real objects of that colour show."""
+    return color(name) * rng.uniform(1 - COLOR_JITTER, 1 + COLOR_JITTER, 3).astype(np.float32)
+
+
 def color(name: str) -> np.ndarray:
     return np.asarray(COLORS[name], np.float32)
 

@@ -36,12 +36,15 @@ class ImageRows(Dataset):
         with Image.open(self.rows[index]["path"]) as image:
             return image.convert("RGB")
 
-    def __getitem__(self, index: int):
+    def _image(self, index: int) -> Image.Image:
         if self.decoded is None:
-            image = self._decode(index)
-        else:
-            image = self.decoded.get(index) or self.decoded.setdefault(index, self._decode(index))
-        return self.transform(image), int(self.rows[index]["label"])
+            return self._decode(index)
+        if index not in self.decoded:
+            self.decoded[index] = self._decode(index)
+        return self.decoded[index]
+
+    def __getitem__(self, index: int):
+        return self.transform(self._image(index)), int(self.rows[index]["label"])
 
 
 def resolve_device(device: str) -> torch.device:
@@ -51,14 +54,13 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _endless(rows: list[dict], transform, params: TrainParams, generator: torch.Generator) -> Iterator:
-    batch_size, workers = params.batch_size, params.workers
     loader = DataLoader(
         ImageRows(rows, transform, cache=params.cache_images),
-        batch_size=min(batch_size, len(rows)),
+        batch_size=min(params.batch_size, len(rows)),
         sampler=RandomSampler(rows, generator=generator),
         drop_last=True,
-        num_workers=workers,
-        persistent_workers=workers > 0,
+        num_workers=params.workers,
+        persistent_workers=params.workers > 0,
         generator=generator,  # seeds the workers' augmentation: reproducible for a given `workers`
     )
     while True:

@@ -116,7 +116,7 @@ def render_instance(instance: Instance, rng: np.random.Generator, size: int) -> 
     # Light from the upper left: a soft highlight that makes recolouring "keep the shading".
     light = np.hypot(dx + 0.35 * radius, dy + 0.35 * radius) / (1.6 * radius)
     shading = 0.55 + 0.45 * np.clip(1 - light**2, 0, 1)
-    base = render.color(instance.color) * rng.uniform(1 - render.COLOR_JITTER, 1 + render.COLOR_JITTER, 3).astype(np.float32)
+    base = render.jittered_color(instance.color, rng)
     surface = base * (shading * (1 - render.TEXTURE_CONTRAST * render.texture(instance.texture, rng, size)))[..., None]
 
     background = render.scene(instance.background, rng, size)
