@@ -16,6 +16,7 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file (sc
 
 
 def _run(stage: str, params: Path) -> None:
+    from varireal.errors import StageError
     from varireal.params import ParamError
 
     try:
@@ -24,6 +25,9 @@ def _run(stage: str, params: Path) -> None:
         err.source = str(params)  # checks made after loading know the key, not the file
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    except StageError as err:
+        typer.echo(f"error: {stage}: {err}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

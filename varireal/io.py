@@ -62,3 +62,11 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]], fieldnames: list[str
 def read_csv(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a class name or value ("F/A-18" -> "F_A-18"), used wherever one becomes a path."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return safe or "_"

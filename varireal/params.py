@@ -27,28 +27,81 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class MaskParams(Section):
+    """How fetch finds the object in each training image (real datasets; the world knows its masks)."""
+
+    method: Literal["auto", "trimap", "clipseg", "grabcut"] = Field(
+        "auto", description="auto: the pets trimaps for pets, CLIPSeg otherwise")
+    model: str = Field("CIDAS/clipseg-rd64-refined", description="CLIPSeg model id or local folder")
+    threshold: float = Field(0.4, gt=0, lt=1, description="CLIPSeg probability above which a pixel is object")
+    min_area: float = Field(0.02, ge=0, lt=1, description="a mask covering less of the image falls back to GrabCut")
+    device: Device = "auto"
+
+
 class DatasetParams(Section):
-    name: Literal["world"] = "world"
+    name: Literal["world", "pets", "aircraft", "cars", "flowers102"] = "world"
     root: str = "datasets"  # where downloaded datasets live; the embedded world needs none
     download: bool = False
     shots: int = Field(16, ge=1, description="real training images per class")
+    classes: int | None = Field(None, ge=2, description="keep only the first N classes; null keeps all")
     test_per_class: int = Field(150, ge=1, description="embedded world only: test images per class")
     image_size: int = Field(128, ge=16, le=1024, description="embedded world only: rendered side in pixels")
+    mask: MaskParams = MaskParams()
 
 
 class PromptParams(Section):
-    backend: Literal["bank"] = "bank"
-    model: str | None = None
-    base_url: str | None = None
+    backend: Literal["bank", "hf", "openai"] = "bank"
+    model: str | None = Field(None, description="hf: chat model id or local folder; openai: the served model name")
+    base_url: str | None = Field(None, description="openai: the server, e.g. http://localhost:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the API key")
     values_per_list: int = Field(3, ge=1, description="values kept per class x attribute x feasibility")
+    retries: int = Field(3, ge=0, description="LLM: new attempts after a malformed answer")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_new_tokens: int = Field(512, ge=16)
+    device: Device = "auto"
+
+    @model_validator(mode="after")
+    def _llm_needs_model(self):
+        if self.backend != "bank" and not self.model:
+            raise ValueError(f"prompt.backend {self.backend} needs prompt.model")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("prompt.backend openai needs prompt.base_url")
+        return self
+
+
+class DiffusionParams(Section):
+    """The diffusion editor's models and sampling (edit.backend: diffusion). Model ids or local folders."""
+
+    scene_model: str | None = Field("stabilityai/stable-diffusion-2-1",
+                                    description="text-to-image model for new backgrounds and texture patches")
+    controlnet: str | None = Field("diffusers/controlnet-canny-sdxl-1.0", description="Canny ControlNet; null: off")
+    ip_adapter: str | None = Field("h94/IP-Adapter", description="IP-Adapter repository; null: off")
+    ip_adapter_subfolder: str = "sdxl_models"
+    ip_adapter_weights: str = "ip-adapter_sdxl.safetensors"
+    ip_adapter_scale: float = Field(0.6, ge=0, le=1)
+    resolution: int = Field(1024, ge=64, le=2048, description="working side in pixels (multiple of 8)")
+    steps: int = Field(30, ge=1)
+    strength: float = Field(0.6, gt=0, le=1, description="inpainting strength for color and texture")
+    harmonize_strength: float = Field(0.4, gt=0, le=1, description="inpainting strength along the pasted edge")
+    guidance_scale: float = Field(7.5, ge=0)
+    controlnet_scale: float = Field(0.5, ge=0)
+    dilation: int = Field(15, ge=0, description="pixels the mask grows by for pasting and harmonising")
+    canny_low: int = Field(100, ge=0, le=255)
+    canny_high: int = Field(200, ge=0, le=255)
 
 
 class EditParams(Section):
-    backend: Literal["composite"] = "composite"
-    model: str | None = None
+    backend: Literal["composite", "diffusion"] = "composite"
+    model: str | None = Field(None, description="diffusion: inpainting model; null: the paper's SDXL inpainting")
     attributes: list[Attribute] = Field(default_factory=lambda: list(ATTRIBUTES), min_length=1)
     per_image: int = Field(5, ge=1, description="edits per real image, attribute and feasibility")
     texture_strength: float = Field(0.8, ge=0, le=1, description="how much the new texture replaces the old")
+    batch_size: int = Field(4, ge=1, description="diffusion: items per pipeline call")
+    device: Device = "auto"
+    diffusion: DiffusionParams = DiffusionParams()
 
     @model_validator(mode="after")
     def _unique_attributes(self):
@@ -68,7 +121,8 @@ class LoraParams(Section):
     rank: int = Field(16, ge=1)
     alpha: float = Field(32, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["attn"], min_length=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1,
+                                      description="module names; attention is split into q_proj, k_proj, v_proj, out_proj")
     towers: list[Literal["image", "text"]] = Field(default_factory=lambda: ["image", "text"], min_length=1)
 
 
@@ -85,7 +139,8 @@ class TrainParams(Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     real_weight: float = Field(0.5, ge=0, le=1, description="lambda in lambda*CE(real) + (1-lambda)*CE(synthetic)")
     augment: bool = True
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
+    precision: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="autocast on CUDA; the CPU trains in fp32")
     threads: int = Field(2, ge=1, description="CPU threads; fixed so CPU results are reproducible")
     cache_images: bool = Field(True, description="decode each training image once and keep it in RAM")
     workers: int = Field(0, ge=0, description="data loader processes; >0 draws augmentations from other seeds")
@@ -151,4 +206,7 @@ def load(path: str | Path = "params.yaml") -> Params:
         key = ".".join(str(p) for p in first["loc"]) or "<top level>"
         if first["type"] == "extra_forbidden":
             raise ParamError(key, first["input"], f"unknown key; {_allowed(Params, first['loc'])}", str(path)) from None
-        raise ParamError(key, first.get("input"), first["msg"].rstrip("."), str(path)) from None
+        value = first.get("input")
+        if isinstance(value, dict):  # a check across a section's keys: its message names them
+            value = "{...}"
+        raise ParamError(key, value, first["msg"].removeprefix("Value error, ").rstrip("."), str(path)) from None
