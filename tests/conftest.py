@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from varireal.profiles import merged
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("DVC_ROOT", None)
@@ -34,13 +36,6 @@ SMALL = {
     "train": {"steps": 3, "batch_size": 4, "threads": 1, "workers": 0},
     "eval": {"batch_size": 16},
 }
-
-
-def merged(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return out
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ def test_lora_adapts_only_adapters_of_a_pretrained_clip(project, tiny_clip_confi
     weights_file = tmp_path / "pretrained.safetensors"
     save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, weights_file)
     project(train={"finetune": "lora", "pretrained": str(weights_file), "steps": 3,
-                   "lora": {"rank": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["attn"],
+                   "lora": {"rank": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"],
                             "towers": ["image", "text"]}})
     run(*STAGES)
 

@@ -41,6 +41,61 @@ def create_clip(model: str, pretrained: str | None, seed: int):
     return clip, preprocess_train, preprocess_eval, open_clip.get_tokenizer(name)
 
 
+class SplitAttention(nn.Module):
+    """nn.MultiheadAttention with q, k and v as separate Linear layers, so that peft can adapt q and v only.
+
+    open_clip (like OpenAI's CLIP) fuses q, k and v into one in_proj matrix; LoRA on "q and v of both
+    towers" (the paper's recipe) needs them apart. Same weights, same outputs, same call signature as
+    the module it replaces; peft then writes the LoRA layers.
+    """
+
+    def __init__(self, attention: nn.MultiheadAttention):
+        super().__init__()
+        if not attention._qkv_same_embed_dim:
+            raise ValueError("only self-attention-shaped MultiheadAttention (kdim == vdim == embed_dim) can be split")
+        dim, has_bias = attention.embed_dim, attention.in_proj_bias is not None
+        self.num_heads, self.batch_first = attention.num_heads, attention.batch_first
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(dim, dim, bias=has_bias) for _ in range(3))
+        with torch.no_grad():
+            for index, projection in enumerate((self.q_proj, self.k_proj, self.v_proj)):
+                projection.weight.copy_(attention.in_proj_weight[index * dim:(index + 1) * dim])
+                if has_bias:
+                    projection.bias.copy_(attention.in_proj_bias[index * dim:(index + 1) * dim])
+        self.out_proj = attention.out_proj
+
+    def forward(self, query, key, value, need_weights=False, attn_mask=None, key_padding_mask=None):
+        if not self.batch_first:
+            query, key, value = (x.transpose(0, 1) for x in (query, key, value))
+        batch = query.shape[0]
+
+        def heads(x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, H, L, D/H)
+            return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+        mask = None
+        if attn_mask is not None:
+            # nn.MultiheadAttention's boolean masks mark forbidden positions; SDPA wants an additive mask.
+            mask = attn_mask if attn_mask.dtype != torch.bool else \
+                torch.zeros_like(attn_mask, dtype=query.dtype).masked_fill(attn_mask, float("-inf"))
+        if key_padding_mask is not None:
+            padding = key_padding_mask.view(batch, 1, 1, -1)
+            padding = torch.zeros_like(padding, dtype=query.dtype).masked_fill(padding, float("-inf")) \
+                if padding.dtype == torch.bool else padding.to(query.dtype)
+            mask = padding if mask is None else mask + padding
+        out = F.scaled_dot_product_attention(heads(self.q_proj(query)), heads(self.k_proj(key)),
+                                             heads(self.v_proj(value)), attn_mask=mask)
+        out = self.out_proj(out.transpose(1, 2).flatten(-2))
+        return (out if self.batch_first else out.transpose(0, 1)), None
+
+
+def split_attention(model: nn.Module) -> nn.Module:
+    """Replace every nn.MultiheadAttention in model by an equivalent SplitAttention, in place."""
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.MultiheadAttention):
+                setattr(module, child_name, SplitAttention(child))
+    return model
+
+
 def lora_config(rank: int, alpha: float, dropout: float, target_modules: list[str], towers: list[str]):
     from peft import LoraConfig
 
@@ -91,7 +146,7 @@ def build(class_names: list[str], model: str, pretrained: str | None, seed: int,
     if finetune == "lora":
         from peft import get_peft_model
 
-        clip = get_peft_model(clip, lora_config(lora.rank, lora.alpha, lora.dropout, lora.target_modules, lora.towers))
+        clip = get_peft_model(split_attention(clip), lora_config(lora.rank, lora.alpha, lora.dropout, lora.target_modules, lora.towers))
     elif hasattr(clip, "token_embedding"):
         # The class prompts use a few dozen of its ~49k rows, but AdamW would rewrite all of them
         # every step: on a small model that is most of the optimizer's time.
@@ -122,7 +177,7 @@ def load(checkpoint: Path) -> tuple[Classifier, object, dict]:
     if meta["finetune"] == "lora":
         from peft import PeftModel
 
-        clip = PeftModel.from_pretrained(clip, checkpoint / "adapter")
+        clip = PeftModel.from_pretrained(split_attention(clip), checkpoint / "adapter")
     else:
         clip.load_state_dict(load_file(checkpoint / "model.safetensors"))
     tokens = tokenizer([TEMPLATE.format(name.replace("_", " ")) for name in meta["class_names"]])

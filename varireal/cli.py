@@ -64,3 +64,39 @@ def train(params: Path = PARAMS) -> None:
 def evaluate(params: Path = PARAMS) -> None:
     """Top-1 on the real test split into metrics/, and one MLflow run."""
     _run("eval", params)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def profile(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A profile in profiles/ (pets, aircraft, cars, flowers102, paper) or a YAML path."),
+    params: Path = PARAMS,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the dvc command instead of running it."),
+) -> None:
+    """Run the paper's setup for a dataset as a DVC experiment: `dvc exp run -S key=value ...` for every
+    key in profiles/NAME.yaml. Further arguments go to `dvc exp run` (e.g. --queue, -S train.seed=1)."""
+    import shlex
+    import subprocess
+
+    import yaml
+
+    from varireal import profiles
+    from varireal.errors import StageError
+    from varireal.params import ParamError
+
+    try:
+        chosen = profiles.load(name)
+        profiles.check(chosen, yaml.safe_load(params.read_text()) or {}, str(profiles.path_of(name)))
+    except ParamError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except StageError as err:
+        typer.echo(f"error: profile: {err}", err=True)
+        raise typer.Exit(1) from None
+    command = ["dvc", "exp", "run"]
+    for override in profiles.overrides(chosen):
+        command += ["-S", override]
+    command += ctx.args
+    typer.echo(shlex.join(command))
+    if not dry_run:
+        raise typer.Exit(subprocess.call(command))

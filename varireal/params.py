@@ -199,14 +199,19 @@ def load(path: str | Path = "params.yaml") -> Params:
         raise ParamError("--params", str(path), "no such file") from None
     except yaml.YAMLError as err:
         raise ParamError("--params", str(path), f"not valid YAML ({err.__class__.__name__})") from None
+    return validate(raw, str(path))
+
+
+def validate(raw: dict, source: str) -> Params:
+    """Params from a parsed params file; raise ParamError naming the first bad key."""
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "<top level>"
         if first["type"] == "extra_forbidden":
-            raise ParamError(key, first["input"], f"unknown key; {_allowed(Params, first['loc'])}", str(path)) from None
+            raise ParamError(key, first["input"], f"unknown key; {_allowed(Params, first['loc'])}", source) from None
         value = first.get("input")
         if isinstance(value, dict):  # a check across a section's keys: its message names them
             value = "{...}"
-        raise ParamError(key, value, first["msg"].removeprefix("Value error, ").rstrip("."), str(path)) from None
+        raise ParamError(key, value, first["msg"].removeprefix("Value error, ").rstrip("."), source) from None

@@ -82,19 +82,25 @@ def train(classifier, real: list[dict], synthetic: list[dict], transform, params
     weights = {"real": params.real_weight, "synthetic": 1 - params.real_weight} if len(batches) == 2 else \
         {name: 1.0 for name in batches}
 
+    # Mixed precision on CUDA only; fp16 needs loss scaling against underflow, bf16 does not.
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[params.precision]
+    use_autocast = device.type == "cuda" and autocast_dtype is not None
+    scaler = torch.amp.GradScaler(device.type, enabled=use_autocast and autocast_dtype == torch.float16)
+
     history = []
     for step in tqdm(range(1, params.steps + 1), desc="train", unit="step"):
         drawn = {name: next(stream) for name, stream in batches.items()}
         # One forward pass over real and synthetic together; the loss weighs the two halves.
         images = torch.cat([images for images, _ in drawn.values()]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
             logits = classifier(images).float()
         loss = torch.zeros((), device=device)
         for name, part in zip(drawn, logits.split([len(labels) for _, labels in drawn.values()])):
             loss = loss + weights[name] * F.cross_entropy(part, drawn[name][1].to(device))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         history.append({"step": step, "loss": round(loss.item(), 6), "lr": scheduler.get_last_lr()[0]})
     return history

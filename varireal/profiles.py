@@ -1,0 +1,89 @@
+"""Profiles: the paper's setup for a dataset as a YAML file of params that differ from the default.
+
+`varireal profile pets` turns profiles/pets.yaml into `dvc exp run -S key=value ...`, so the run is an
+ordinary DVC experiment whose params (and lock) record exactly what the profile set.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILE_DIR = Path("profiles")
+
+
+def path_of(name: str) -> Path:
+    """profiles/<name>.yaml, or name itself when it is a path to a YAML file."""
+    candidate = Path(name)
+    return candidate if candidate.suffix in (".yaml", ".yml") else PROFILE_DIR / f"{name}.yaml"
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists are values, not branches."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        out.update(leaves(value, dotted) if isinstance(value, dict) else {dotted: value})
+    return out
+
+
+def _hydra_value(value: Any) -> str:
+    """A value in Hydra's override grammar, which `dvc exp run -S` parses: strings always quoted."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z_][\w./:@+-]*", text) and text.lower() not in ("true", "false", "null", "nan", "inf"):
+        return text  # reads back as this very string
+    # Hydra's quoted strings: escape quotes, and double only the backslashes that precede a quote or the end.
+    escaped = re.sub(r"(\\+)('|$)", lambda m: m.group(1) * 2 + m.group(2), text).replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def overrides(profile: dict) -> list[str]:
+    """The `-S` arguments that set every leaf of profile."""
+    return [f"{key}={_hydra_value(value)}" for key, value in leaves(profile).items()]
+
+
+def merged(base: dict, override: dict) -> dict:
+    """base with override's leaves written over it (nested dicts merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def load(name: str) -> dict:
+    """The profile's params, with the profile it names in `inherit` (if any) underneath."""
+    path = path_of(name)
+    if not path.is_file():
+        from varireal.errors import StageError
+
+        raise StageError(f"no profile {path}; profiles here: {', '.join(available()) or 'none'}")
+    profile = yaml.safe_load(path.read_text()) or {}
+    base = profile.pop("inherit", None)
+    return merged(load(base), profile) if base else profile
+
+
+def check(profile: dict, params: dict, source: str) -> None:
+    """Every key the profile sets exists in params (dvc exp run -S only changes existing keys), and the
+    params it produces are valid; raises ParamError naming the first bad key."""
+    from varireal.params import ParamError, validate
+
+    known = leaves(params)
+    for key in leaves(profile):
+        if key not in known and not any(k.startswith(key + ".") for k in known):
+            raise ParamError(key, leaves(profile)[key], "not a key of params.yaml", source)
+    validate(merged(params, profile), source)
