@@ -1,6 +1,7 @@
 """prompt: feasible and infeasible attribute values per class, in data/prompts.json."""
 
 from varireal import io, prompts
+from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
 
 from stages import PROMPTS, RAW
@@ -8,6 +9,9 @@ from stages import PROMPTS, RAW
 
 def main(params_path="params.yaml") -> None:
     params = load(params_path)
+    if not (RAW / "classes.json").is_file():
+        raise StageError(f"{RAW / 'classes.json'} is missing; run `varireal fetch` first")
     class_names = io.read_json(RAW / "classes.json")
-    values = prompts.bank(params.dataset.name, class_names, ATTRIBUTES, params.prompt.values_per_list, params.seed)
+    # Every class is answered before anything is written: a failure leaves the old file as it was.
+    values = prompts.generate(params.prompt, params.dataset.name, class_names, ATTRIBUTES, params.seed)
     io.write_json(PROMPTS, values)

@@ -1,28 +1,59 @@
 """Attribute values per class x attribute x feasibility: what the edit stage will paint.
 
 Backend `bank` reads them from rules that ship with the code, so the pipeline runs without an LLM.
-For the embedded world the rules are the world's own, so every value's feasibility is exact.
+For the embedded world the rules are the world's own, so every value's feasibility is exact; for the
+real datasets they are curated lists in `varireal/prompt_bank/<dataset>.yaml` (format in each header).
+Backends `hf` and `openai` ask a chat model instead (`varireal.llm`). Every backend ends in `draw`.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from functools import cache
+from importlib import resources
+from typing import Literal
+
 import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from varireal.errors import StageError
 
 FEASIBILITIES = ("feasible", "infeasible")
+MAX_VALUE_CHARS = 40
+
+Rules = dict[str, dict[str, list[str]]]  # attribute -> feasibility -> values
 
 
-def bank(dataset_name: str, class_names: list[str], attributes: tuple[str, ...], values_per_list: int, seed: int):
-    """{class: {attribute: {"feasible": [...], "infeasible": [...]}}}, values_per_list of each at most.
+def value_problem(value: str) -> str | None:
+    """Why value cannot be used, or None. Values end up in prompts, manifests and file names."""
+    if not value.strip():
+        return "an empty value"
+    if len(value) > MAX_VALUE_CHARS:
+        return f"{value[:MAX_VALUE_CHARS]!r}... is longer than {MAX_VALUE_CHARS} characters"
+    if "/" in value or "\\" in value:
+        return f"{value!r} contains a path separator"
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        return f"{value!r} contains a control character"
+    return None
 
-    Values are drawn without replacement, in a deterministic order set by seed.
-    """
-    if dataset_name != "world":
-        raise ValueError(f"the prompt bank has no values for dataset {dataset_name!r}")
-    from varireal.datasets import world
 
+def overlap(rules: Rules) -> list[str]:
+    """Values that are both feasible and infeasible for one attribute (case-insensitive)."""
+    clashes = []
+    for attribute, lists in rules.items():
+        feasible = {v.casefold() for v in lists["feasible"]}
+        clashes += [f"{attribute} {v!r}" for v in lists["infeasible"] if v.casefold() in feasible]
+    return clashes
+
+
+def draw(rules_per_class: dict[str, Rules], class_names: list[str], attributes, values_per_list: int, seed: int):
+    """{class: {attribute: {"feasible": [...], "infeasible": [...]}}}, values_per_list of each at most,
+    drawn without replacement in an order set by (seed, class index, attribute, feasibility)."""
     prompts = {}
     for label, name in enumerate(class_names):
-        rules = world.feasibility_rules(name)
+        rules = rules_per_class[name]
         prompts[name] = {}
         for a, attribute in enumerate(attributes):
             prompts[name][attribute] = {}
@@ -32,3 +63,111 @@ def bank(dataset_name: str, class_names: list[str], attributes: tuple[str, ...],
                 keep = rng.permutation(len(values))[:values_per_list]
                 prompts[name][attribute][feasibility] = [values[i] for i in keep]
     return prompts
+
+
+# ---- the shipped banks -------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Lists(_Section):
+    feasible: list[str] | None = None
+    infeasible: list[str] | None = None
+
+
+class _Entry(_Section):
+    background: _Lists | None = None
+    color: _Lists | None = None
+    texture: _Lists | None = None
+
+
+class _Group(_Entry):
+    name: str
+    classes: list[str] = []
+    match: str | None = None
+
+    def matches(self, class_name: str) -> bool:
+        return class_name in self.classes or bool(self.match and re.search(self.match, class_name))
+
+
+class BankFile(_Section):
+    """One dataset's bank: defaults < matching groups, in file order < the class's own entry."""
+
+    unknown_classes: Literal["error", "defaults"]
+    defaults: _Entry
+    groups: list[_Group] = []
+    classes: dict[str, _Entry] = {}
+
+    def rules(self, class_name: str, attributes) -> Rules:
+        """The class's lists; raises KeyError for a class no group or entry names, if the file says so."""
+        layers = [self.defaults] + [g for g in self.groups if g.matches(class_name)]
+        if class_name in self.classes:
+            layers.append(self.classes[class_name])
+        if len(layers) == 1 and self.unknown_classes == "error":
+            raise KeyError(class_name)
+        rules: Rules = {}
+        for attribute in attributes:
+            rules[attribute] = {}
+            for feasibility in FEASIBILITIES:
+                for layer in layers:  # the last layer that sets a list wins, whole
+                    lists = getattr(layer, attribute)
+                    if lists is not None and getattr(lists, feasibility) is not None:
+                        rules[attribute][feasibility] = getattr(lists, feasibility)
+        return rules
+
+
+def bank_datasets() -> list[str]:
+    folder = resources.files("varireal") / "prompt_bank"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+@cache
+def load_bank(dataset_name: str) -> BankFile:
+    path = resources.files("varireal") / "prompt_bank" / f"{dataset_name}.yaml"
+    if not path.is_file():
+        raise StageError(f"the prompt bank has no values for dataset {dataset_name!r} (banks: "
+                         f"{', '.join(['world', *bank_datasets()])}); use prompt.backend hf or openai")
+    try:
+        return BankFile.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as err:
+        raise StageError(f"prompt bank {path} is malformed: {' '.join(str(err).split())}") from None
+
+
+def bank_rules(dataset_name: str, class_name: str, attributes) -> Rules:
+    """The full feasible and infeasible lists of one class, before drawing."""
+    if dataset_name == "world":
+        from varireal.datasets import world
+
+        return world.feasibility_rules(class_name)
+    bank_file = load_bank(dataset_name)
+    try:
+        rules = bank_file.rules(class_name, attributes)
+    except KeyError:
+        raise StageError(f"the {dataset_name} prompt bank has no values for class {class_name!r} "
+                         f"(varireal/prompt_bank/{dataset_name}.yaml); add it there or use prompt.backend "
+                         "hf or openai") from None
+    clashes = overlap(rules)
+    if clashes:
+        raise StageError(f"the {dataset_name} prompt bank lists {clashes[0]} as both feasible and infeasible "
+                         f"for class {class_name!r}; fix varireal/prompt_bank/{dataset_name}.yaml")
+    return rules
+
+
+def bank(dataset_name: str, class_names: list[str], attributes: tuple[str, ...], values_per_list: int, seed: int):
+    """{class: {attribute: {"feasible": [...], "infeasible": [...]}}}, values_per_list of each at most.
+
+    Values are drawn without replacement, in a deterministic order set by seed.
+    """
+    rules = {name: bank_rules(dataset_name, name, attributes) for name in class_names}
+    return draw(rules, class_names, attributes, values_per_list, seed)
+
+
+def generate(prompt_params, dataset_name: str, class_names: list[str], attributes, seed: int):
+    """The prompt stage's output for any backend."""
+    if prompt_params.backend == "bank":
+        return bank(dataset_name, class_names, attributes, prompt_params.values_per_list, seed)
+    from varireal import llm
+
+    return llm.prompts(prompt_params, dataset_name, class_names, attributes, seed)
