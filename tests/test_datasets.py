@@ -313,3 +313,11 @@ def test_clipseg_masks_and_their_grabcut_fallback(real, tiny_clipseg):
     for row in rows:
         with Image.open(row["mask"]) as mask:
             assert 0.1 < (np.asarray(mask) == 255).mean() < 0.8
+
+
+def test_unloadable_clipseg_model_is_one_line_and_exit_1(real, tmp_path):
+    real("aircraft", mask={"method": "clipseg", "model": str(tmp_path / "no-such-model")})
+    result = fetch()
+    assert result.exit_code == 1, result.output
+    assert "cannot load CLIPSeg from dataset.mask.model=" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from varireal import io, masks
 from varireal.datasets.sources import LOADERS, Sample, Source
+from varireal.errors import StageError
 from varireal.params import DatasetParams, ParamError
 
 # Images decoded and segmented together; bounds memory on datasets of large photos.
@@ -56,8 +57,10 @@ class RealDataset:
         names = self.class_names()
         io.write_json(out / "classes.json", names)
         train = select_shots(self.source.train, shots, seed)
+        settings = self.params.mask
+        segmenter = _load_clipseg(settings.model, settings.device) if self.mask_method() == "clipseg" else None
         train_rows = []
-        for sample, (mask, method) in tqdm(zip(train, self._masks(train)), total=len(train),
+        for sample, (mask, method) in tqdm(zip(train, self._masks(train, segmenter)), total=len(train),
                                            desc="copy train + masks", unit="img"):
             rel = Path("train") / io.slug(names[sample.label]) / sample.path.name
             masks.save_mask(mask, out / "masks" / rel.with_suffix(".png"))
@@ -84,10 +87,9 @@ class RealDataset:
         return {"path": (path_prefix / "images" / rel).as_posix(), "mask": "", "label": sample.label,
                 "class": self.source.classes[sample.label]}
 
-    def _masks(self, samples: list[Sample]):
+    def _masks(self, samples: list[Sample], segmenter: masks.ClipSeg | None):
         """Yield (mask, method that produced it) per sample, in order."""
         method, settings = self.mask_method(), self.params.mask
-        segmenter = masks.ClipSeg(settings.model, settings.device) if method == "clipseg" else None
         for start in range(0, len(samples), MASK_CHUNK):
             chunk = samples[start:start + MASK_CHUNK]
             if method == "trimap":
@@ -102,6 +104,15 @@ class RealDataset:
                     yield mask, method
                 else:
                     yield masks.grabcut_or_box(image, sample.box, settings.min_area)
+
+
+def _load_clipseg(model: str, device: str) -> masks.ClipSeg:
+    try:
+        return masks.ClipSeg(model, device)
+    except (OSError, ValueError) as err:  # not on the hub, offline, not a CLIPSeg folder, not a valid id
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StageError(f"cannot load CLIPSeg from dataset.mask.model={model!r} ({first_line}); "
+                         "give a model id the hub has or a local folder, or set dataset.mask.method: grabcut") from None
 
 
 def _read(path: Path, mode: str | None = None) -> np.ndarray:
