@@ -170,7 +170,7 @@ def test_fetch_copies_a_seeded_few_shot_split_with_masks(real, name):
 
     train, test = io.read_csv("data/raw/train.csv"), io.read_csv("data/raw/test.csv")
     assert [int(row["label"]) for row in train] == [0, 0, 1, 1, 2, 2]
-    assert sorted(int(row["label"]) for row in test) == [0] * TEST_PER_CLASS + [1] * TEST_PER_CLASS + [2] * TEST_PER_CLASS
+    assert sorted(int(row["label"]) for row in test) == [label for label in range(3) for _ in range(TEST_PER_CLASS)]
     if name != "cars":  # cars numbers each split's files from 00001, so the names repeat across splits
         assert len({Path(row["path"]).name for row in train + test}) == len(train) + len(test)
 
@@ -184,7 +184,8 @@ def test_fetch_copies_a_seeded_few_shot_split_with_masks(real, name):
 
     for row in train:
         assert row["mask_method"] == ("trimap" if name == "pets" else "grabcut")
-        assert Path(row["mask"]) == Path("data/raw/masks/train") / io.slug(row["class"]) / f"{Path(row['path']).stem}.png"
+        mask_path = Path("data/raw/masks/train") / io.slug(row["class"]) / f"{Path(row['path']).stem}.png"
+        assert Path(row["mask"]) == mask_path
         with Image.open(row["path"]) as image, Image.open(row["mask"]) as mask:
             assert mask.size == image.size
             values = np.asarray(mask)
@@ -321,3 +322,9 @@ def test_unloadable_clipseg_model_is_one_line_and_exit_1(real, tmp_path):
     assert result.exit_code == 1, result.output
     assert "cannot load CLIPSeg from dataset.mask.model=" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_more_classes_than_the_dataset_has_is_a_param_error(real):
+    real("pets", classes=4)
+    result = fetch()
+    assert result.exit_code == 2 and "dataset.classes=4" in result.output and "at most 3" in result.output

@@ -101,7 +101,7 @@ class ClipSeg:
             logits = logits.reshape(len(batch), 1, *logits.shape[-2:]).float()
             for image, logit in zip(batch, logits):
                 size = image.shape[:2]
-                upsampled = torch.nn.functional.interpolate(logit[None], size=size, mode="bilinear", align_corners=False)
+                upsampled = torch.nn.functional.interpolate(logit[None], size=size, mode="bilinear")
                 out.append(upsampled[0, 0].sigmoid().cpu().numpy())
         return out
 

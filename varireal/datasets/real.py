@@ -38,7 +38,8 @@ class RealDataset:
         if keep is None:
             return source
         if keep > len(source.classes):
-            raise ParamError("dataset.classes", keep, f"at most {len(source.classes)}, the classes of {self.params.name}")
+            raise ParamError("dataset.classes", keep,
+                             f"at most {len(source.classes)}, the classes of {self.params.name}")
         return Source(source.classes[:keep], [s for s in source.train if s.label < keep],
                       [s for s in source.test if s.label < keep], source.mask_method)
 
@@ -68,7 +69,8 @@ class RealDataset:
                 "mask": (path_prefix / "masks" / rel.with_suffix(".png")).as_posix(), "mask_method": method})
         io.write_csv(out / "train.csv", train_rows, ["path", "mask", "label", "class", "mask_method"])
 
-        test_rows = [self._copy(sample, out, Path("test") / io.slug(names[sample.label]) / sample.path.name, path_prefix)
+        test_rows = [self._copy(sample, out, Path("test") / io.slug(names[sample.label]) / sample.path.name,
+                                path_prefix)
                      for sample in tqdm(self.source.test, desc="copy test", unit="img")]
         io.write_csv(out / "test.csv", test_rows, ["path", "mask", "label", "class"])
 

@@ -109,7 +109,8 @@ def cars(root: Path, download: bool) -> Source:
         except RuntimeError:
             raise StageError(
                 f"cars: no Stanford Cars in {folder}; its official download is gone, so dataset.download cannot "
-                "fetch it: get the images from the Kaggle mirror (kaggle.com/datasets/jessicali9530/stanford-cars-dataset) "
+                "fetch it: get the images from the Kaggle mirror "
+                "(kaggle.com/datasets/jessicali9530/stanford-cars-dataset) "
                 "and the devkit and test labels linked from github.com/pytorch/vision/issues/7545, and lay them out as "
                 f"{CARS_LAYOUT}") from None
 
