@@ -2,10 +2,12 @@
 
     classes.json                        class names, index = label
     train.csv, test.csv                 path, mask, label, class (+ ground-truth attributes if known)
-    images/<split>/<class>/<id>.png     RGB images
-    masks/<split>/<class>/<id>.png      foreground masks, 0 or 255
+    images/<split>/<class>/<id>.<ext>   images (world: PNG; real datasets: their own files, copied as is)
+    masks/<split>/<class>/<id>.png      foreground masks, 0 or 255, the image's size
 
-Paths in the CSV files are relative to the project root, as the stages see them.
+<class> is io.slug(class name). Paths in the CSV files are relative to the project root, as the
+stages see them. Real datasets have masks for the training split only (test rows leave mask empty)
+and add a mask_method column to train.csv: trimap, clipseg, grabcut or box.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ class Dataset(Protocol):
 
 
 def get(params: DatasetParams) -> Dataset:
-    from varireal.datasets.embedded import EmbeddedWorld
+    if params.name == "world":
+        from varireal.datasets.embedded import EmbeddedWorld
 
-    registry = {"world": EmbeddedWorld}
-    return registry[params.name](params)
+        return EmbeddedWorld(params)
+    from varireal.datasets.real import RealDataset  # pets, aircraft, cars, flowers102
+
+    return RealDataset(params)
 
 
 def check_shots(dataset: Dataset, shots: int) -> None:

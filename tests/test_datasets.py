@@ -1,0 +1,330 @@
+"""fetch on the real datasets: small fixtures in each dataset's real on-disk layout, read by torchvision
+through `varireal fetch` with download off."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.io import savemat
+from typer.testing import CliRunner
+
+from varireal import io
+from varireal.datasets.real import select_shots
+from varireal.datasets.sources import Sample, flowers102_classes
+
+TRAIN_PER_CLASS, TEST_PER_CLASS = 4, 2
+
+
+def write_jpeg(path: Path, seed: int, size=(48, 40)) -> tuple[int, int, int, int]:
+    """A small photo-like JPEG: a noisy dark ellipse on a noisy light background. Returns the object's box."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    x0, y0 = int(rng.integers(4, 12)), int(rng.integers(4, 10))
+    box = (x0, y0, x0 + 26, y0 + 22)
+    yy, xx = np.mgrid[:height, :width]
+    inside = ((xx - (box[0] + box[2] - 1) / 2) / 13) ** 2 + ((yy - (box[1] + box[3] - 1) / 2) / 11) ** 2 <= 1
+    pixels = np.where(inside[..., None], rng.integers(0, 90, 3), rng.integers(170, 255, 3))
+    pixels = np.clip(pixels + rng.normal(0, 6, (height, width, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+    return box
+
+
+def write_pets(root: Path) -> dict:
+    """oxford-iiit-pet/: images/*.jpg, annotations/{trainval,test}.txt ("<id> <class> <species> <breed>"),
+    annotations/trimaps/*.png (1 pet, 2 background, 3 border)."""
+    base = root / "oxford-iiit-pet"
+    breeds = [("Abyssinian", 1), ("american_bulldog", 2), ("Bengal", 1)]  # (file prefix, species: 1 cat, 2 dog)
+    lines = {"trainval": [], "test": []}
+    n = 0
+    for label, (prefix, species) in enumerate(breeds, 1):
+        for split, count in (("trainval", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
+            for _ in range(count):
+                n += 1
+                image_id = f"{prefix}_{n}"
+                box = write_jpeg(base / "images" / f"{image_id}.jpg", n)
+                trimap = np.full((40, 48), 2, np.uint8)
+                trimap[box[1]:box[3], box[0]:box[2]] = 3
+                trimap[box[1] + 2:box[3] - 2, box[0] + 2:box[2] - 2] = 1
+                (base / "annotations" / "trimaps").mkdir(parents=True, exist_ok=True)
+                Image.fromarray(trimap).save(base / "annotations" / "trimaps" / f"{image_id}.png")
+                lines[split].append(f"{image_id} {label} {species} {label}")
+    for split, rows in lines.items():
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(rows) + "\n")
+    return {"classes": ["Abyssinian", "American Bulldog", "Bengal"], "images": base / "images"}
+
+
+def write_aircraft(root: Path) -> dict:
+    """fgvc-aircraft-2013b/data/: variants.txt, images_variant_{train,val,trainval,test}.txt
+    ("<id> <variant>"), images_box.txt ("<id> xmin ymin xmax ymax", 1-based), images/<id>.jpg."""
+    data = root / "fgvc-aircraft-2013b" / "data"
+    variants = ["707-320", "F/A-18", "Cessna 172"]
+    data.mkdir(parents=True)
+    (data / "variants.txt").write_text("\n".join(variants) + "\n")
+    splits, boxes, n = {"train": [], "val": [], "test": []}, [], 1000000
+    for variant in variants:
+        for k in range(TRAIN_PER_CLASS + TEST_PER_CLASS):
+            n += 1
+            x0, y0, x1, y1 = write_jpeg(data / "images" / f"{n:07d}.jpg", n)
+            boxes.append(f"{n:07d} {x0 + 1} {y0 + 1} {x1} {y1}")
+            split = ("train", "val")[k % 2] if k < TRAIN_PER_CLASS else "test"
+            splits[split].append(f"{n:07d} {variant}")
+    splits["trainval"] = splits["train"] + splits["val"]
+    for split, rows in splits.items():
+        (data / f"images_variant_{split}.txt").write_text("\n".join(rows) + "\n")
+    (data / "images_box.txt").write_text("\n".join(boxes) + "\n")
+    return {"classes": variants, "images": data / "images"}
+
+
+def _cars_annotations(records: list[tuple]) -> dict:
+    fields = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
+    return {"annotations": np.array([records], dtype=fields)}  # a 1 x N struct array, as in the devkit
+
+
+def write_cars(root: Path) -> dict:
+    """stanford_cars/: devkit/cars_meta.mat (class_names), devkit/cars_train_annos.mat and
+    cars_test_annos_withlabels.mat (annotations: bbox_x1..bbox_y2 1-based, class 1-based, fname),
+    cars_train/*.jpg, cars_test/*.jpg."""
+    base = root / "stanford_cars"
+    names = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "BMW M3 Coupe 2012"]
+    (base / "devkit").mkdir(parents=True)
+    savemat(base / "devkit" / "cars_meta.mat", {"class_names": np.array([names], dtype=object)})
+    records = {"train": [], "test": []}
+    for split, count in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
+        for label in range(1, len(names) + 1):
+            for _ in range(count):
+                fname = f"{len(records[split]) + 1:05d}.jpg"
+                x0, y0, x1, y1 = write_jpeg(base / f"cars_{split}" / fname, 100 * label + len(records[split]))
+                records[split].append((x0 + 1, y0 + 1, x1, y1, label, fname))
+    savemat(base / "devkit" / "cars_train_annos.mat", _cars_annotations(records["train"]))
+    savemat(base / "cars_test_annos_withlabels.mat", _cars_annotations(records["test"]))
+    return {"classes": names, "images": base / "cars_train", "test_images": base / "cars_test"}
+
+
+def write_flowers102(root: Path) -> dict:
+    """flowers-102/: jpg/image_<5 digits>.jpg, imagelabels.mat (labels, 1-based), setid.mat (trnid, valid, tstid)."""
+    base = root / "flowers-102"
+    labels, split_ids = [], {"trnid": [], "valid": [], "tstid": []}
+    for label in range(1, 4):
+        for k in range(TRAIN_PER_CLASS + TEST_PER_CLASS):
+            labels.append(label)
+            write_jpeg(base / "jpg" / f"image_{len(labels):05d}.jpg", len(labels))
+            split = ("trnid", "valid")[k % 2] if k < TRAIN_PER_CLASS else "tstid"
+            split_ids[split].append(len(labels))
+    savemat(base / "imagelabels.mat", {"labels": np.array([labels])})
+    savemat(base / "setid.mat", {key: np.array([ids]) for key, ids in split_ids.items()})
+    return {"classes": flowers102_classes()[:3], "images": base / "jpg"}
+
+
+WRITERS = {"pets": write_pets, "aircraft": write_aircraft, "cars": write_cars, "flowers102": write_flowers102}
+
+
+@pytest.fixture
+def trust_flowers_checksums(monkeypatch):
+    """torchvision checks Flowers102's .mat files against the official checksums; let it accept ours."""
+    from torchvision.datasets import Flowers102
+
+    def accept(root: Path):
+        base = root / "flowers-102"
+        monkeypatch.setattr(Flowers102, "_file_dict", {
+            "image": Flowers102._file_dict["image"],
+            **{key: (name, hashlib.md5((base / name).read_bytes()).hexdigest())
+               for key, (name, _) in Flowers102._file_dict.items() if key != "image"}})
+    return accept
+
+
+def fetch():
+    from varireal.cli import app
+
+    return CliRunner().invoke(app, ["fetch"])
+
+
+@pytest.fixture
+def real(project, tmp_path, trust_flowers_checksums):
+    """real(name, **dataset overrides): the fixture dataset in tmp/datasets, params pointing at it."""
+    root, made = tmp_path / "datasets", {}
+
+    def make(name: str, seed: int = 0, **dataset):
+        if name not in made:
+            made[name] = WRITERS[name](root)
+        if name == "flowers102":
+            trust_flowers_checksums(root)
+        settings = {"name": name, "root": str(root), "shots": 2, "mask": {"method": "grabcut"}}
+        if name == "pets":
+            settings["mask"] = {"method": "auto"}
+        if name == "flowers102":
+            settings["classes"] = 3  # the fixture has 3 of the 102 classes
+        project(seed=seed, dataset=settings | dataset)
+        return made[name]
+    return make
+
+
+@pytest.mark.parametrize("name", list(WRITERS))
+def test_fetch_copies_a_seeded_few_shot_split_with_masks(real, name):
+    facts = real(name)
+    result = fetch()
+    assert result.exit_code == 0, result.output
+    assert io.read_json("data/raw/classes.json") == facts["classes"]
+
+    train, test = io.read_csv("data/raw/train.csv"), io.read_csv("data/raw/test.csv")
+    assert [int(row["label"]) for row in train] == [0, 0, 1, 1, 2, 2]
+    assert sorted(int(row["label"]) for row in test) == [label for label in range(3) for _ in range(TEST_PER_CLASS)]
+    if name != "cars":  # cars numbers each split's files from 00001, so the names repeat across splits
+        assert len({Path(row["path"]).name for row in train + test}) == len(train) + len(test)
+
+    for row in train + test:
+        assert row["class"] == facts["classes"][int(row["label"])]
+        path = Path(row["path"])
+        split = "train" if row in train else "test"
+        assert path.parent == Path("data/raw/images") / split / io.slug(row["class"])
+        source = facts.get(f"{split}_images", facts["images"]) / path.name
+        assert path.read_bytes() == source.read_bytes()  # copied byte for byte
+
+    for row in train:
+        assert row["mask_method"] == ("trimap" if name == "pets" else "grabcut")
+        mask_path = Path("data/raw/masks/train") / io.slug(row["class"]) / f"{Path(row['path']).stem}.png"
+        assert Path(row["mask"]) == mask_path
+        with Image.open(row["path"]) as image, Image.open(row["mask"]) as mask:
+            assert mask.size == image.size
+            values = np.asarray(mask)
+        assert set(np.unique(values)) <= {0, 255}
+        assert 0.1 < (values == 255).mean() < 0.8  # the fixture's ellipse covers about a quarter
+    assert all(row["mask"] == "" for row in test)
+    assert "masks: " in result.output
+
+
+def test_pets_masks_are_the_trimaps_with_border(real):
+    facts = real("pets")
+    assert fetch().exit_code == 0
+    for row in io.read_csv("data/raw/train.csv"):
+        trimap_path = facts["images"].parent / "annotations" / "trimaps" / f"{Path(row['path']).stem}.png"
+        with Image.open(trimap_path) as trimap, Image.open(row["mask"]) as mask:
+            np.testing.assert_array_equal(np.asarray(mask), np.isin(np.asarray(trimap), [1, 3]) * 255)
+
+
+def test_aircraft_grabcut_stays_inside_the_dataset_box(real):
+    facts = real("aircraft")
+    assert fetch().exit_code == 0
+    boxes = {}
+    for line in (facts["images"].parent / "images_box.txt").read_text().split("\n"):
+        if line:
+            image_id, *coords = line.split()
+            boxes[image_id] = [int(c) for c in coords]
+    for row in io.read_csv("data/raw/train.csv"):
+        x0, y0, x1, y1 = boxes[Path(row["path"]).stem]
+        with Image.open(row["mask"]) as mask:
+            values = np.asarray(mask).copy()
+        values[y0 - 1:y1, x0 - 1:x1] = 0
+        assert not values.any()
+
+
+def test_shots_depend_on_the_seed_only(real):
+    def shots(seed):
+        real("aircraft", seed=seed)
+        assert fetch().exit_code == 0
+        return [row["path"] for row in io.read_csv("data/raw/train.csv")]
+
+    first = shots(0)
+    assert shots(0) == first
+    assert shots(1) != first
+
+
+def test_shot_selection_ignores_the_order_files_are_listed_in():
+    samples = [Sample(Path(f"/d/{label}_{k}.jpg"), label, "a car") for label in range(3) for k in range(9)]
+    chosen = select_shots(samples, 4, seed=3)
+    assert select_shots(list(reversed(samples)), 4, seed=3) == chosen
+    assert [s.label for s in chosen] == [0] * 4 + [1] * 4 + [2] * 4
+    # A class's shots do not depend on which other classes are there (dataset.classes).
+    assert select_shots([s for s in samples if s.label == 2], 4, seed=3) == chosen[8:]
+
+
+def test_classes_keeps_the_first_n_in_both_splits(real):
+    facts = real("cars", classes=2)
+    assert fetch().exit_code == 0
+    assert io.read_json("data/raw/classes.json") == facts["classes"][:2]
+    assert {row["label"] for row in io.read_csv("data/raw/train.csv")} == {"0", "1"}
+    assert {row["label"] for row in io.read_csv("data/raw/test.csv")} == {"0", "1"}
+
+
+@pytest.mark.parametrize("name, folder, hint", [
+    ("pets", "oxford-iiit-pet", "dataset.download: true"),
+    ("aircraft", "fgvc-aircraft-2013b", "dataset.download: true"),
+    ("flowers102", "flowers-102", "dataset.download: true"),
+    ("cars", "stanford_cars", "kaggle.com"),
+])
+def test_missing_data_is_one_line_and_exit_1(project, tmp_path, name, folder, hint):
+    project(dataset={"name": name, "root": str(tmp_path / "nothing-here"), "download": False})
+    result = fetch()
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: fetch: {name}: no ")
+    assert str(tmp_path / "nothing-here" / folder) in lines[0] and hint in lines[0]
+    assert not Path("data/raw").exists()
+
+
+def test_cars_download_explains_where_to_get_it(project, tmp_path):
+    project(dataset={"name": "cars", "root": str(tmp_path), "download": True})
+    result = fetch()
+    assert result.exit_code == 1
+    assert "official download is gone" in result.output and "cars_test_annos_withlabels.mat" in result.output
+
+
+def test_too_many_shots_is_a_param_error(real):
+    real("flowers102", shots=TRAIN_PER_CLASS + 1)
+    result = fetch()
+    assert result.exit_code == 2
+    assert "dataset.shots=5" in result.output and f"at most {TRAIN_PER_CLASS}" in result.output
+
+
+def test_trimaps_only_for_pets(real):
+    real("aircraft", mask={"method": "trimap"})
+    result = fetch()
+    assert result.exit_code == 2 and "dataset.mask.method='trimap'" in result.output
+
+
+def test_flowers102_names_match_torchvision():
+    from torchvision.datasets import Flowers102
+
+    names = flowers102_classes()
+    assert len(names) == 102 and names[0] == "pink primrose" and names[-1] == "blackberry lily"
+    if hasattr(Flowers102, "classes"):
+        assert names == list(Flowers102.classes)
+
+
+def test_clipseg_masks_and_their_grabcut_fallback(real, tiny_clipseg):
+    """The tiny CLIPSeg says 0.5 everywhere: under threshold 0.4 it finds the whole image, above 0.6 nothing,
+    and then GrabCut in the dataset's box makes the mask."""
+    real("aircraft", mask={"method": "clipseg", "model": str(tiny_clipseg), "threshold": 0.4, "device": "cpu"})
+    result = fetch()
+    assert result.exit_code == 0, result.output
+    rows = io.read_csv("data/raw/train.csv")
+    assert {row["mask_method"] for row in rows} == {"clipseg"}
+    for row in rows:
+        with Image.open(row["mask"]) as mask:
+            assert (np.asarray(mask) == 255).all()
+
+    real("aircraft", mask={"method": "clipseg", "model": str(tiny_clipseg), "threshold": 0.6, "device": "cpu"})
+    result = fetch()
+    assert result.exit_code == 0, result.output
+    rows = io.read_csv("data/raw/train.csv")
+    assert {row["mask_method"] for row in rows} == {"grabcut"}
+    assert f"grabcut {len(rows)} ({len(rows)} fell back from clipseg)" in result.output
+    for row in rows:
+        with Image.open(row["mask"]) as mask:
+            assert 0.1 < (np.asarray(mask) == 255).mean() < 0.8
+
+
+def test_unloadable_clipseg_model_is_one_line_and_exit_1(real, tmp_path):
+    real("aircraft", mask={"method": "clipseg", "model": str(tmp_path / "no-such-model")})
+    result = fetch()
+    assert result.exit_code == 1, result.output
+    assert "cannot load CLIPSeg from dataset.mask.model=" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_more_classes_than_the_dataset_has_is_a_param_error(real):
+    real("pets", classes=4)
+    result = fetch()
+    assert result.exit_code == 2 and "dataset.classes=4" in result.output and "at most 3" in result.output
