@@ -230,3 +230,13 @@ def test_edit_stage_with_the_diffusion_backend(project, models):
     for row in manifest:
         with Image.open(row["path"]) as edited, Image.open(row["source"]) as original:
             assert edited.size == original.size and edited.mode == "RGB"
+
+
+@pytest.mark.parametrize("diffusion, key", [({"resolution": 100}, "edit.diffusion.resolution"),
+                                            ({"steps": 2, "harmonize_strength": 0.4}, "edit.diffusion")])
+def test_diffusion_params_that_cannot_run_are_rejected(project, diffusion, key):
+    from varireal.params import ParamError, load
+
+    with pytest.raises(ParamError) as error:
+        load(project(edit={"diffusion": diffusion}))
+    assert error.value.key == key
