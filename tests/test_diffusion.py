@@ -12,6 +12,7 @@ from varireal import io
 from varireal.datasets import world
 from varireal.diffusion import DiffusionEditor, color_of, dilate
 from varireal.editing import EditItem, make_editor
+from varireal.errors import StageError
 from varireal.params import EditParams
 
 SIDE = 64  # the smallest working resolution the params allow
@@ -164,7 +165,7 @@ def test_controlnet_and_scene_model_switch_off(editor, models, source):
     assert "painter" not in vars(plain)  # procedural patterns: the text-to-image model is never loaded
     (background,) = plain.edit_batch([(image, mask, item("background", "lava"))])
     assert np.array_equal(background[mask], image[mask])
-    with pytest.raises(Exception, match="scene_model"):
+    with pytest.raises(StageError, match="scene_model"):  # not a procedural scene: a model must draw it
         plain.edit_batch([(image, mask, item("background", "on the moon"))])
 
 
@@ -190,8 +191,6 @@ def test_ip_adapter_conditions_the_inpainting(models, source):
 
 
 def test_missing_model_is_one_clear_error(models, tmp_path, source):
-    from varireal.errors import StageError
-
     image, mask = source
     broken = DiffusionEditor(edit_params(models, controlnet=None).model_copy(update={"model": str(tmp_path / "none")}))
     with pytest.raises(StageError, match="edit.model"):
