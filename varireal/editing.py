@@ -1,22 +1,25 @@
 """Minimal, mask-based edits of real images: one attribute changes, the object stays.
 
+Two backends share the plan, the manifest and the `Editor` interface; `make_editor` picks one.
 The `composite` backend works on the CPU with the procedural library in `render`:
 - background: a new scene around the object; the object's pixels are kept exactly;
 - color: the object recoloured inside its mask, keeping its shading (luminance relative to its mean);
 - texture: a pattern laid over the object's smoothed shading, blended into the mask.
 Pixels outside the mask (color, texture) or inside it (background) are never touched.
+The `diffusion` backend (varireal/diffusion.py) follows the paper's recipe with diffusers.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
 
 from varireal import render
-from varireal.params import ATTRIBUTES
+from varireal.params import ATTRIBUTES, EditParams
 from varireal.prompts import FEASIBILITIES
 
 LUMA = np.float32([0.299, 0.587, 0.114])
@@ -28,25 +31,35 @@ def edit_background(image: np.ndarray, mask: np.ndarray, value: str, rng: np.ran
 
 
 def edit_color(image: np.ndarray, mask: np.ndarray, value: str, rng: np.random.Generator) -> np.ndarray:
+    return recolor(image, mask, render.jittered_color(value, rng))
+
+
+def recolor(image: np.ndarray, mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """The object in colour rgb (floats in [0, 1]), its luminance relative to its mean kept as shading."""
     luma = image @ LUMA
     relative = luma / max(float(luma[mask].mean()), 1e-3)
-    recolored = render.jittered_color(value, rng) * relative[..., None]
+    recolored = rgb * relative[..., None]
     return np.where(mask[..., None], recolored, image)
 
 
 def edit_texture(
     image: np.ndarray, mask: np.ndarray, value: str, rng: np.random.Generator, strength: float
 ) -> np.ndarray:
-    # Shading without the old pattern: luminance blurred inside the mask (normalised convolution).
-    weight = mask.astype(np.float32)
-    luma = image @ LUMA
-    smooth = ndimage.gaussian_filter(luma * weight, 3) / np.maximum(ndimage.gaussian_filter(weight, 3), 1e-3)
     mean_color = image[mask].mean(axis=0)
-    shading = smooth / max(float(luma[mask].mean()), 1e-3)
+    shading = smooth_shading(image, mask)
     pattern = render.texture(value, rng, image.shape[0])
     surface = mean_color * (shading * (1 - render.TEXTURE_CONTRAST * pattern))[..., None]
     blended = (1 - strength) * image + strength * surface
     return np.where(mask[..., None], blended, image)
+
+
+def smooth_shading(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The object's shading without its old pattern: luminance blurred inside the mask (normalised
+    convolution), relative to its mean. A new texture laid over it keeps the object's light and shape."""
+    weight = mask.astype(np.float32)
+    luma = image @ LUMA
+    smooth = ndimage.gaussian_filter(luma * weight, 3) / np.maximum(ndimage.gaussian_filter(weight, 3), 1e-3)
+    return smooth / max(float(luma[mask].mean()), 1e-3)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,28 @@ def plan(
     return items
 
 
+class Editor(Protocol):
+    """What the edit stage needs from a backend: its manifest name and a batched edit.
+
+    edit_batch takes (image uint8 RGB, mask bool, item) triples, all of one attribute, and returns one
+    uint8 RGB image of the source's size per triple. An item's result depends only on its own seed,
+    never on the batch it came in.
+    """
+
+    name: str
+
+    def edit_batch(self, batch: list[tuple[np.ndarray, np.ndarray, EditItem]]) -> list[np.ndarray]: ...
+
+
+def make_editor(params: EditParams) -> Editor:
+    """The backend params.edit.backend names. The diffusion editor loads its models on first use."""
+    if params.backend == "diffusion":
+        from varireal.diffusion import DiffusionEditor
+
+        return DiffusionEditor(params)
+    return CompositeEditor(params.texture_strength)
+
+
 class CompositeEditor:
     name = "composite"
 
@@ -116,6 +151,9 @@ class CompositeEditor:
         keep = mask if item.attribute == "background" else ~mask
         out[keep] = image[keep]
         return out
+
+    def edit_batch(self, batch: list[tuple[np.ndarray, np.ndarray, EditItem]]) -> list[np.ndarray]:
+        return [self(image, mask, item) for image, mask, item in batch]
 
 
 MANIFEST_FIELDS = ["path", "source", "class", "label", "attribute", "feasibility", "value", "seed", "backend"]

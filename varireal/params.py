@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ATTRIBUTES = ("background", "color", "texture")
 Attribute = Literal["background", "color", "texture"]
@@ -76,7 +76,8 @@ class DiffusionParams(Section):
     """The diffusion editor's models and sampling (edit.backend: diffusion). Model ids or local folders."""
 
     scene_model: str | None = Field("stabilityai/stable-diffusion-2-1",
-                                    description="text-to-image model for new backgrounds and texture patches")
+                                    description="text-to-image model for new backgrounds and texture patches; null: the "
+                                                "procedural ones of the embedded world")
     controlnet: str | None = Field("diffusers/controlnet-canny-sdxl-1.0", description="Canny ControlNet; null: off")
     ip_adapter: str | None = Field("h94/IP-Adapter", description="IP-Adapter repository; null: off")
     ip_adapter_subfolder: str = "sdxl_models"
@@ -92,13 +93,27 @@ class DiffusionParams(Section):
     canny_low: int = Field(100, ge=0, le=255)
     canny_high: int = Field(200, ge=0, le=255)
 
+    @field_validator("resolution")
+    @classmethod
+    def _multiple_of_8(cls, resolution: int) -> int:
+        if resolution % 8:
+            raise ValueError("must be a multiple of 8 (the latent grid)")
+        return resolution
+
+    @model_validator(mode="after")
+    def _steps_reach_every_strength(self):
+        # diffusers denoises int(steps * strength) steps and fails deep inside a run when that is 0.
+        if int(self.steps * min(self.strength, self.harmonize_strength)) < 1:
+            raise ValueError("steps x strength and steps x harmonize_strength must each be at least 1")
+        return self
+
 
 class EditParams(Section):
     backend: Literal["composite", "diffusion"] = "composite"
     model: str | None = Field(None, description="diffusion: inpainting model; null: the paper's SDXL inpainting")
     attributes: list[Attribute] = Field(default_factory=lambda: list(ATTRIBUTES), min_length=1)
     per_image: int = Field(5, ge=1, description="edits per real image, attribute and feasibility")
-    texture_strength: float = Field(0.8, ge=0, le=1, description="how much the new texture replaces the old")
+    texture_strength: float = Field(0.8, ge=0, le=1, description="how much the new texture replaces the old (diffusion: before inpainting)")
     batch_size: int = Field(4, ge=1, description="diffusion: items per pipeline call")
     device: Device = "auto"
     diffusion: DiffusionParams = DiffusionParams()

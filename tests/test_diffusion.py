@@ -1,0 +1,241 @@
+"""The diffusion editor on tiny random models: each saved with save_pretrained and loaded back through
+the editor's own from_pretrained path, as a user's model id or local folder would be."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from varireal import io
+from varireal.datasets import world
+from varireal.diffusion import DiffusionEditor, color_of, dilate
+from varireal.editing import EditItem, make_editor
+from varireal.errors import StageError
+from varireal.params import EditParams
+
+SIDE = 64  # the smallest working resolution the params allow
+STEPS = 5  # strength 0.6 and harmonize 0.4 keep int(steps * strength) >= 1 denoising steps
+
+# Shared by the UNets and the ControlNet, so their blocks line up.
+BLOCKS = dict(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, cross_attention_dim=16,
+              attention_head_dim=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"))
+
+
+def _tokenizer(folder: Path):
+    """A CLIP BPE tokenizer over single bytes only: every byte-level character and its word-final
+    form, the two special tokens, and a merges file with no merges."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
+
+
+def _ip_adapter(folder: Path, unet) -> None:
+    """A tiny CLIP image encoder and IP-Adapter weights in h94/IP-Adapter's layout and key format."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+        patch_size=8, projection_dim=8)).save_pretrained(folder / "models" / "image_encoder")
+    tokens, cross = 4, unet.config.cross_attention_dim
+    weights = {"image_proj.proj.weight": torch.randn(tokens * cross, 8) * 0.1,
+               "image_proj.proj.bias": torch.zeros(tokens * cross),
+               "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    # One key pair per cross-attention layer, numbered 1, 3, 5, ... in attn_processors order.
+    cross_attention = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    for number, name in zip(range(1, 2 * len(cross_attention), 2), cross_attention):
+        hidden = unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
+        for projection in ("to_k_ip", "to_v_ip"):
+            weights[f"ip_adapter.{number}.{projection}.weight"] = torch.randn(hidden, cross) * 0.1
+    save_file(weights, folder / "models" / "ip-adapter_tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, str]:
+    """Folders of a tiny SD inpainting pipeline, a text-to-image pipeline, a Canny ControlNet and an IP-Adapter."""
+    import torch
+    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, StableDiffusionInpaintPipeline,
+                           StableDiffusionPipeline, UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    root = tmp_path_factory.mktemp("diffusion-models")
+    torch.manual_seed(0)
+    tokenizer = _tokenizer(root / "tokenizer")
+    up = dict(up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+    inpaint_unet = UNet2DConditionModel(in_channels=9, out_channels=4, sample_size=SIDE // 4, **BLOCKS, **up)
+    scene_unet = UNet2DConditionModel(in_channels=4, out_channels=4, sample_size=SIDE // 4, **BLOCKS, **up)
+    vae = AutoencoderKL(block_out_channels=(8, 8, 16), norm_num_groups=4, latent_channels=4, sample_size=SIDE,
+                        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    shared = dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
+                  feature_extractor=None, image_encoder=None, requires_safety_checker=False)
+    StableDiffusionInpaintPipeline(unet=inpaint_unet, **shared).save_pretrained(root / "inpaint")
+    StableDiffusionPipeline(unet=scene_unet, **shared).save_pretrained(root / "scene")
+    # The VAE quarters each side, so the control image's embedding must too (one halving per step).
+    controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(4, 8, 8), **BLOCKS)
+    # A new ControlNet's output convolutions start at zero; a trained one's are not, and only then
+    # does the control image reach the UNet.
+    for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+        torch.nn.init.normal_(conv.weight, std=0.1)
+    controlnet.save_pretrained(root / "controlnet")
+    _ip_adapter(root / "ip-adapter", inpaint_unet)
+    return {name: str(root / name) for name in ("inpaint", "scene", "controlnet", "ip-adapter")}
+
+
+def edit_params(models, **diffusion) -> EditParams:
+    settings = dict(scene_model=models["scene"], controlnet=models["controlnet"], ip_adapter=None,
+                    resolution=SIDE, steps=STEPS, dilation=3)
+    return EditParams(backend="diffusion", model=models["inpaint"], device="cpu", batch_size=2,
+                      diffusion={**settings, **diffusion})
+
+
+@pytest.fixture(scope="module")
+def source():
+    """A non-square world picture (48 x 80, neither side the working resolution) and its object mask."""
+    image, mask = world.render_instance(world.Instance("pentastar", "meadow", "blue", "dots"),
+                                        np.random.default_rng(0), 80)
+    return image[16:64].copy(), mask[16:64] > 0
+
+
+def item(attribute, value, seed=1):
+    return EditItem("out.png", "src.png", "mask.png", 7, "pentastar", attribute, "infeasible", value, seed)
+
+
+@pytest.fixture(scope="module")
+def editor(models):
+    return DiffusionEditor(edit_params(models))
+
+
+def test_background_keeps_the_object_and_replaces_the_scene(editor, source):
+    image, mask = source
+    (out,) = editor.edit_batch([(image, mask, item("background", "lava"))])
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(out[mask], image[mask])
+    far = ~dilate(mask, 3)
+    assert np.abs(out[far].astype(int) - image[far]).mean() > 10  # random weights: a new scene, not the meadow
+
+
+@pytest.mark.parametrize("attribute, value", [("color", "purple"), ("texture", "knitted wool")])
+def test_object_edits_change_only_the_dilated_mask(editor, source, attribute, value):
+    image, mask = source
+    (out,) = editor.edit_batch([(image, mask, item(attribute, value))])
+    assert out.shape == image.shape
+    region = dilate(mask, 3)
+    assert np.array_equal(out[~region], image[~region])
+    assert not np.array_equal(out[mask], image[mask])
+
+
+def test_results_depend_on_the_seed_not_the_run_or_the_batch(editor, models, source):
+    image, mask = source
+    first, second = item("color", "purple", seed=11), item("color", "teal", seed=12)
+    alone = editor.edit_batch([(image, mask, first)])[0]
+    assert np.array_equal(alone, DiffusionEditor(edit_params(models)).edit_batch([(image, mask, first)])[0])
+    paired = editor.edit_batch([(image, mask, second), (image, mask, first)])
+    # Each item has its own generator, so its noise is the same in any batch; batched CPU kernels may
+    # still round differently in the last float bits, which can move a uint8 value by one.
+    assert np.abs(paired[1].astype(int) - alone).max() <= 1
+    assert not np.array_equal(paired[0], paired[1])
+    reseeded = editor.edit_batch([(image, mask, item("color", "purple", seed=13))])[0]
+    assert not np.array_equal(reseeded, alone)
+
+
+def test_controlnet_and_scene_model_switch_off(editor, models, source):
+    image, mask = source
+    assert type(editor.inpainter).__name__ == "StableDiffusionControlNetInpaintPipeline"
+    plain = DiffusionEditor(edit_params(models, controlnet=None, scene_model=None))
+    color = item("color", "purple")
+    assert not np.array_equal(plain.edit_batch([(image, mask, color)])[0], editor.edit_batch([(image, mask, color)])[0])
+    out = plain.edit_batch([(image, mask, item("texture", "stripes")), (image, mask, item("texture", "dots", 2))])
+    region = dilate(mask, 3)
+    assert all(np.array_equal(o[~region], image[~region]) for o in out)
+    assert type(plain.inpainter).__name__ == "StableDiffusionInpaintPipeline"
+    assert "painter" not in vars(plain)  # procedural patterns: the text-to-image model is never loaded
+    (background,) = plain.edit_batch([(image, mask, item("background", "lava"))])
+    assert np.array_equal(background[mask], image[mask])
+    with pytest.raises(StageError, match="scene_model"):  # not a procedural scene: a model must draw it
+        plain.edit_batch([(image, mask, item("background", "on the moon"))])
+
+
+def test_ip_adapter_conditions_the_inpainting(models, source):
+    image, mask = source
+    with_adapter = DiffusionEditor(edit_params(models, ip_adapter=models["ip-adapter"], ip_adapter_subfolder="models",
+                                               ip_adapter_weights="ip-adapter_tiny.safetensors"))
+    batch = [(image, mask, item("color", "purple")), (image, mask[:, ::-1].copy(), item("color", "teal", 2))]
+    out = with_adapter.edit_batch(batch)
+    assert with_adapter.inpainter.image_encoder is not None
+    region = dilate(mask, 3)
+    assert np.array_equal(out[0][~region], image[~region])
+    # The adapter changes the result against the same pipeline without it (random weights, scale 0.6).
+    without = DiffusionEditor(edit_params(models)).edit_batch(batch[:1])[0]
+    assert not np.array_equal(out[0], without)
+    # Each item keeps its own image prompt in a batch (diffusers alone would give all items the
+    # first's, or mix them): alone it comes out the same, up to float rounding.
+    alone = with_adapter.edit_batch(batch[1:])[0]
+    assert np.abs(out[1].astype(int) - alone).max() <= 1
+    # Background harmonisation shares the adapter-loaded UNet, so it gets an image prompt too.
+    (background,) = with_adapter.edit_batch([(image, mask, item("background", "lava"))])
+    assert np.array_equal(background[mask], image[mask])
+
+
+def test_missing_model_is_one_clear_error(models, tmp_path, source):
+    image, mask = source
+    broken = DiffusionEditor(edit_params(models, controlnet=None).model_copy(update={"model": str(tmp_path / "none")}))
+    with pytest.raises(StageError, match="edit.model"):
+        broken.edit_batch([(image, mask, item("color", "purple"))])
+
+
+def test_color_names_resolve_to_rgb():
+    assert np.allclose(color_of("purple"), [0.55, 0.25, 0.75])  # the world's palette first
+    assert np.allclose(color_of("neon green"), [0.2, 0.65, 0.25])  # the last word that is a colour
+    assert np.allclose(color_of("navy"), [0, 0, 128 / 255])  # then CSS names
+    assert np.allclose(color_of("dark-navy"), [0, 0, 128 / 255])
+    assert color_of("ruddy") is None
+
+
+def test_make_editor_picks_the_backend(models):
+    assert make_editor(EditParams()).name == "composite"
+    assert make_editor(edit_params(models)).name == "diffusion"
+
+
+def test_edit_stage_with_the_diffusion_backend(project, models):
+    import stages.edit
+    import stages.fetch
+    import stages.prompt
+
+    params = project(dataset={"shots": 1}, edit={
+        "backend": "diffusion", "model": models["inpaint"], "device": "cpu", "batch_size": 3, "per_image": 1,
+        "diffusion": {"scene_model": models["scene"], "controlnet": models["controlnet"], "ip_adapter": None,
+                      "resolution": SIDE, "steps": STEPS, "dilation": 2}})
+    stages.fetch.main(params)
+    stages.prompt.main(params)
+    stages.edit.main(params)
+    manifest = io.read_csv("data/synthetic/manifest.csv")
+    classes = io.read_json("data/raw/classes.json")
+    assert len(manifest) == len(classes) * 1 * 3 * 2 * 1  # classes x shots x attributes x feasibilities x per_image
+    assert {row["backend"] for row in manifest} == {"diffusion"}
+    for row in manifest:
+        with Image.open(row["path"]) as edited, Image.open(row["source"]) as original:
+            assert edited.size == original.size and edited.mode == "RGB"
+
+
+@pytest.mark.parametrize("diffusion, key", [({"resolution": 100}, "edit.diffusion.resolution"),
+                                            ({"steps": 2, "harmonize_strength": 0.4}, "edit.diffusion")])
+def test_diffusion_params_that_cannot_run_are_rejected(project, diffusion, key):
+    from varireal.params import ParamError, load
+
+    with pytest.raises(ParamError) as error:
+        load(project(edit={"diffusion": diffusion}))
+    assert error.value.key == key
