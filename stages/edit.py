@@ -9,6 +9,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from varireal import editing, io
+from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
 
 from stages import PROMPTS, RAW, SYNTHETIC
@@ -36,6 +37,9 @@ def main(params_path="params.yaml") -> None:
     sources = io.read_csv(RAW / "train.csv")
     values = io.read_json(PROMPTS)
     items = editing.plan(sources, values, params.edit.attributes, params.edit.per_image, params.seed, SYNTHETIC)
+    if params.edit.backend == "composite" and (unknown := editing.unknown_to_composite(values)):
+        raise StageError(f"edit.backend composite paints only the embedded world's procedural values, not "
+                         f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}; use edit.backend: diffusion")
     editor = editing.make_editor(params.edit)
     with io.atomic_dir(SYNTHETIC) as staging, tqdm(total=len(items), desc=f"edit ({editor.name})", unit="img") as bar:
         for batch in batches(items, params.edit.batch_size):

@@ -62,44 +62,17 @@ def project(tmp_path, monkeypatch, tiny_clip_config):
     return write
 
 
-def _byte_level_vocab() -> dict[str, int]:
-    """The smallest vocabulary a CLIP tokenizer works with: every byte (GPT-2's byte-to-unicode
-    characters), alone and word-final, plus the start and end tokens."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = [b for b in range(256) if b not in printable]
-    chars = [chr(b) for b in printable] + [chr(256 + n) for n in range(len(extra))]
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    return {token: index for index, token in enumerate(tokens)}
+@pytest.fixture(scope="session")
+def tiny_clipseg(tmp_path_factory) -> Path:
+    """A random CLIPSeg whose decoder says 0.5 everywhere: dataset.mask.threshold alone decides."""
+    import tiny_models
+
+    return tiny_models.clipseg(tmp_path_factory.mktemp("tiny-clipseg"))
 
 
 @pytest.fixture(scope="session")
-def tiny_clipseg(tmp_path_factory) -> Path:
-    """A randomly initialised CLIPSeg saved like a hub checkpoint; its decoder says 0.5 everywhere
-    (output weights zero, bias zero), so dataset.mask.threshold alone decides whether it finds an object."""
-    import torch
-    from transformers import (CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer,
-                              ViTImageProcessor)
+def tiny_diffusion(tmp_path_factory) -> dict[str, str]:
+    """Folders of a tiny SD inpainting pipeline, a text-to-image pipeline, a Canny ControlNet and an IP-Adapter."""
+    import tiny_models
 
-    folder = tmp_path_factory.mktemp("tiny-clipseg")
-    vocab = _byte_level_vocab()
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer.from_pretrained(folder)
-    image_processor = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    special = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
-               "pad_token_id": vocab["<|endoftext|>"]}
-    config = CLIPSegConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "max_position_embeddings": 32, **special},
-        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 16, "intermediate_size": 32,
-                       "num_hidden_layers": 2, "num_attention_heads": 2},
-        projection_dim=16, extract_layers=[0, 1], reduce_dim=8, decoder_num_attention_heads=2,
-        decoder_intermediate_size=16)
-    torch.manual_seed(0)
-    model = CLIPSegForImageSegmentation(config)
-    with torch.no_grad():
-        model.decoder.transposed_convolution.weight.zero_()
-        model.decoder.transposed_convolution.bias.zero_()
-    model.save_pretrained(folder)
-    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
+    return tiny_models.diffusion(tmp_path_factory.mktemp("tiny-diffusion"))

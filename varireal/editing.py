@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
-from varireal import render
+from varireal import io, render
 from varireal.params import ATTRIBUTES, EditParams
 from varireal.prompts import FEASIBILITIES
 
@@ -95,7 +95,7 @@ def plan(
                     item_seed = int(np.random.SeedSequence([seed, s, a, f, k]).generate_state(1)[0])
                     name = f"{stem}_{k}.png"
                     items.append(EditItem(
-                        path=(out_prefix / "images" / attribute / feasibility / source["class"] / name).as_posix(),
+                        path=(out_prefix / "images" / attribute / feasibility / io.slug(source["class"]) / name).as_posix(),
                         source=source["path"],
                         mask=source["mask"],
                         label=int(source["label"]),
@@ -128,6 +128,14 @@ def make_editor(params: EditParams) -> Editor:
 
         return DiffusionEditor(params)
     return CompositeEditor(params.texture_strength)
+
+
+def unknown_to_composite(prompts: dict) -> list[str]:
+    """Values the composite editor cannot paint: it knows the procedural library's names only (the
+    embedded world's vocabulary), not free text such as "living room sofa"."""
+    known = {"background": render.SCENES, "color": render.COLORS, "texture": render.TEXTURES}
+    return sorted({f"{attribute} {value!r}" for lists in prompts.values() for attribute, by_feasibility in lists.items()
+                   for values in by_feasibility.values() for value in values if value not in known[attribute]})
 
 
 class CompositeEditor:

@@ -15,10 +15,10 @@ import yaml
 PROFILE_DIR = Path("profiles")
 
 
-def path_of(name: str) -> Path:
-    """profiles/<name>.yaml, or name itself when it is a path to a YAML file."""
+def path_of(name: str, folder: Path = PROFILE_DIR) -> Path:
+    """folder/<name>.yaml, or name itself when it is a path to a YAML file."""
     candidate = Path(name)
-    return candidate if candidate.suffix in (".yaml", ".yml") else PROFILE_DIR / f"{name}.yaml"
+    return candidate if candidate.suffix in (".yaml", ".yml") else folder / f"{name}.yaml"
 
 
 def available() -> list[str]:
@@ -65,16 +65,16 @@ def merged(base: dict, override: dict) -> dict:
     return out
 
 
-def load(name: str) -> dict:
-    """The profile's params, with the profile it names in `inherit` (if any) underneath."""
-    path = path_of(name)
+def load(name: str, folder: Path = PROFILE_DIR) -> dict:
+    """The profile's params, with the profile it names in `inherit` (a name in folder) underneath."""
+    path = path_of(name, folder)
     if not path.is_file():
         from varireal.errors import StageError
 
         raise StageError(f"no profile {path}; profiles here: {', '.join(available()) or 'none'}")
     profile = yaml.safe_load(path.read_text()) or {}
     base = profile.pop("inherit", None)
-    return merged(load(base), profile) if base else profile
+    return merged(load(base, folder), profile) if base else profile
 
 
 def check(profile: dict, params: dict, source: str) -> None:

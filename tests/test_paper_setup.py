@@ -1,0 +1,74 @@
+"""The paper's setup end to end: the pets profile on a small Oxford-IIIT Pets in its real layout, with
+tiny random models standing in for SDXL inpainting + ControlNet + IP-Adapter and for CLIP ViT-B/16.
+Only the model ids, sizes and step counts differ from `varireal profile pets`; the code path is the one
+a GPU run takes."""
+
+import yaml
+from safetensors.torch import load_file, save_file
+
+from varireal import io, profiles
+from varireal.classifier import create_clip
+
+from conftest import REPO
+from dataset_layouts import write_pets
+from test_stages import STAGES, mlflow_runs, run
+from tiny_models import SIDE, STEPS
+
+
+def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, tiny_diffusion, tiny_clip_config):
+    classes = write_pets(tmp_path / "datasets")["classes"]
+    clip, *_ = create_clip(str(tiny_clip_config), None, seed=5)
+    pretrained = tmp_path / "pretrained.safetensors"
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, pretrained)
+
+    pets = profiles.load("pets", REPO / "profiles")
+    stand_ins = {
+        "dataset": {"root": str(tmp_path / "datasets"), "download": False, "shots": 2},
+        "edit": {"model": tiny_diffusion["inpaint"], "device": "cpu", "per_image": 1, "batch_size": 2,
+                 "diffusion": {"scene_model": tiny_diffusion["scene"], "controlnet": tiny_diffusion["controlnet"],
+                               "ip_adapter": tiny_diffusion["ip-adapter"], "ip_adapter_subfolder": "models",
+                               "ip_adapter_weights": "ip-adapter_tiny.safetensors", "resolution": SIDE,
+                               "steps": STEPS, "dilation": 2}},
+        "mix": {"synthetic_per_class": 2},
+        "train": {"model": str(tiny_clip_config), "pretrained": str(pretrained), "steps": 3, "batch_size": 4,
+                  "workers": 0, "cache_images": True, "threads": 1},
+        "eval": {"batch_size": 8},
+    }
+    params_file = project(**profiles.merged(pets, stand_ins))
+    params = yaml.safe_load(params_file.read_text())
+    assert params["edit"]["backend"] == "diffusion" and params["train"]["finetune"] == "lora"
+    run(*STAGES)
+
+    assert io.read_json("data/raw/classes.json") == classes
+    assert {row["mask_method"] for row in io.read_csv("data/raw/train.csv")} == {"trimap"}
+    prompts = io.read_json("data/prompts.json")
+    assert prompts["Abyssinian"]["color"]["feasible"]  # from varireal/prompt_bank/pets.yaml
+
+    manifest = io.read_csv("data/synthetic/manifest.csv")
+    assert len(manifest) == len(classes) * 2 * 3 * 2  # classes x shots x attributes x feasibilities
+    assert {row["backend"] for row in manifest} == {"diffusion"}
+    for row in manifest:
+        assert row["value"] in prompts[row["class"]][row["attribute"]][row["feasibility"]]
+
+    adapter = load_file("models/lora/adapter/adapter_model.safetensors")
+    assert adapter and all(".q_proj.lora_" in key or ".v_proj.lora_" in key for key in adapter)
+
+    (mlflow_run,) = mlflow_runs()
+    assert mlflow_run.data.tags["dataset"] == "pets" and mlflow_run.data.tags["condition"] == "feasible"
+    assert mlflow_run.data.params["train.model"] == str(tiny_clip_config)
+    assert 0 <= mlflow_run.data.metrics["top1"] <= 1
+
+
+def test_composite_editor_refuses_free_text_values_before_any_work(project, tmp_path):
+    from typer.testing import CliRunner
+
+    from varireal.cli import app
+
+    write_pets(tmp_path / "datasets")
+    project(dataset={"name": "pets", "root": str(tmp_path / "datasets"), "shots": 2})
+    run("fetch", "prompt")
+    result = CliRunner().invoke(app, ["edit"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: edit: edit.backend composite paints only the embedded world")
+    assert "use edit.backend: diffusion" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "data" / "synthetic").exists()
