@@ -125,11 +125,29 @@ class EditParams(Section):
         return self
 
 
+ScoreName = Literal["feasibility", "presence", "identity_kept", "identity_clip", "vqa"]
+
+
+class ScoreParams(Section):
+    """Scores of every synthetic image (the score stage): CLIP feasibility and attribute presence,
+    identity (pixels kept, CLIP similarity to the source), and optionally a VQA judge."""
+
+    model: str = Field("varireal-mini", description="open_clip model name or local JSON config for the CLIP scores")
+    pretrained: str | None = Field(None, description="its open_clip pretrained tag or checkpoint; null = random init")
+    vqa_model: str | None = Field(None, description="transformers vision-language model for the yes/no judge; null: off")
+    batch_size: int = Field(64, ge=1)
+    device: Device = "auto"
+    threads: int = Field(2, ge=1)
+
+
 class MixParams(Section):
     attribute: Literal["background", "color", "texture", "all"] = "all"
     infeasible_ratio: float = Field(0.0, ge=0, le=1)
     synthetic_per_class: int = Field(40, ge=0, description="0 trains on real images only")
     include_real: bool = True
+    filter_score: ScoreName | None = Field(
+        None, description="keep only synthetic images whose score is at least filter_min; null: keep all")
+    filter_min: float = 0.0
 
 
 class LoraParams(Section):
@@ -175,6 +193,7 @@ class Params(Section):
     dataset: DatasetParams = DatasetParams()
     prompt: PromptParams = PromptParams()
     edit: EditParams = EditParams()
+    score: ScoreParams = ScoreParams()
     mix: MixParams = MixParams()
     train: TrainParams = TrainParams()
     eval: EvalParams = EvalParams()
