@@ -1,15 +1,16 @@
-"""eval: top-1 on the real test split, metrics/eval.json, predictions for statistics, one MLflow run."""
+"""eval: top-1 on the real test split, metrics/eval.json, predictions for statistics, a contact sheet of
+the run's edits, one MLflow run."""
 
 import os
 
 import torch
 
 from varireal import classifier as clf
-from varireal import evaluation, io, mixing, tracking
+from varireal import evaluation, io, mixing, sheets, tracking
 from varireal.params import load
 from varireal.training import resolve_device
 
-from stages import CHECKPOINT, METRICS, RAW, SYNTHETIC
+from stages import CHECKPOINT, METRICS, MIXED, RAW, SYNTHETIC
 
 
 def main(params_path="params.yaml") -> None:
@@ -32,6 +33,11 @@ def main(params_path="params.yaml") -> None:
     ])
 
     experiment_name = os.environ.get("DVC_EXP_NAME", "workspace")
+    sheet = sheets.contact_sheet(io.read_csv(MIXED / "train.csv"), io.read_csv(SYNTHETIC / "manifest.csv"),
+                                 f"{experiment_name}: condition {condition}, attribute {attribute}, "
+                                 f"infeasible_ratio {params.mix.infeasible_ratio}, top1 {scores['top1']:.4f}")
+    sheets.write_png(sheet, METRICS / "contact_sheet.png")
+
     commit = tracking.git_commit()
     metrics = {"top1": scores["top1"], **{f"top1.{name}": acc for name, acc in scores["per_class"].items()
                                          if acc is not None}}
@@ -45,6 +51,7 @@ def main(params_path="params.yaml") -> None:
         "dvc.synthetic_md5": tracking.dvc_out_hash("edit", SYNTHETIC.as_posix()),
         "dvc.checkpoint_md5": tracking.dvc_out_hash("train", CHECKPOINT.as_posix()),
     }
+    artifacts = [METRICS / "eval.json", METRICS / "predictions.csv", METRICS / "contact_sheet.png"]
     run_id = tracking.log_run(params.tracking.uri, params.tracking.experiment, experiment_name, params.flat(),
-                              metrics, tags, [METRICS / "eval.json", METRICS / "predictions.csv"])
+                              metrics, tags, artifacts)
     print(f"eval: top1={scores['top1']:.4f} condition={condition} mlflow run {run_id}")
