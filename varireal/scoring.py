@@ -222,7 +222,7 @@ def score_pool(manifest: list[dict], real: list[dict], prompts: dict, class_name
     columns = {
         "feasibility": feasibility(edit_embeddings, labels, class_prototypes),
         "presence": presence(edit_embeddings, manifest, prompts, lambda texts: embed_texts(clip, tokenizer, texts, device),
-                             float(clip.logit_scale.exp())),
+                             float(clip.logit_scale.detach().exp())),
         "identity_clip": (edit_embeddings * real_embeddings[sources]).sum(dim=-1),
     }
     kept, source_pixels = [], {}  # a source's edits follow one another in the manifest: decode it once
