@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from varireal.errors import StageError
+
 SCORES = ["feasibility", "presence", "identity_kept", "identity_clip", "vqa"]
 SCORE_FIELDS = ["path", *SCORES]
 DECIMALS = 6  # scores.csv is byte-stable across runs of the same inputs
@@ -231,7 +233,10 @@ def score_pool(manifest: list[dict], real: list[dict], prompts: dict, class_name
             source = real[real_index[m["source"]]]
             source_pixels = {m["source"]: (np.asarray(open_rgb(source["path"])), open_mask(source["mask"]))}
         pixels, mask = source_pixels[m["source"]]
-        kept.append(identity_kept(pixels, np.asarray(open_rgb(m["path"])), mask, m["attribute"]))
+        try:
+            kept.append(identity_kept(pixels, np.asarray(open_rgb(m["path"])), mask, m["attribute"]))
+        except ValueError as err:  # an editor must return its source's size (editing.Editor)
+            raise StageError(f"{m['path']}: {err}; the editor broke its contract, run `varireal edit` again") from None
     columns["identity_kept"] = torch.tensor(kept, dtype=torch.float64)
     vqa = VqaJudge(params.vqa_model, device).score(manifest, params.batch_size) if params.vqa_model else None
 
