@@ -8,6 +8,7 @@ from pathlib import Path
 RAW = Path("data/raw")
 PROMPTS = Path("data/prompts.json")
 SYNTHETIC = Path("data/synthetic")
+SCORES = Path("data/scores")
 MIXED = Path("data/mixed")
 CHECKPOINT = Path("models/lora")
 METRICS = Path("metrics")

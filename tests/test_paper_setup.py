@@ -29,6 +29,7 @@ def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, ti
                                "ip_adapter": tiny_diffusion["ip-adapter"], "ip_adapter_subfolder": "models",
                                "ip_adapter_weights": "ip-adapter_tiny.safetensors", "resolution": SIDE,
                                "steps": STEPS, "dilation": 2}},
+        "score": {"model": str(tiny_clip_config), "pretrained": str(pretrained), "batch_size": 8, "threads": 1},
         "mix": {"synthetic_per_class": 2},
         "train": {"model": str(tiny_clip_config), "pretrained": str(pretrained), "steps": 3, "batch_size": 4,
                   "workers": 0, "cache_images": True, "threads": 1},
@@ -49,6 +50,10 @@ def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, ti
     assert {row["backend"] for row in manifest} == {"diffusion"}
     for row in manifest:
         assert row["value"] in prompts[row["class"]][row["attribute"]][row["feasibility"]]
+
+    scores = io.read_csv("data/scores/scores.csv")
+    assert [s["path"] for s in scores] == [m["path"] for m in manifest]
+    assert set(io.read_json("metrics/scores.json")["auroc_feasibility"]) == {"background", "color", "texture", "all"}
 
     adapter = load_file("models/lora/adapter/adapter_model.safetensors")
     assert adapter and all(".q_proj.lora_" in key or ".v_proj.lora_" in key for key in adapter)

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import REPO, SMALL, TINY_CLIP, merged
 
-STAGES = ["fetch", "prompt", "edit", "mix", "train", "eval"]
+STAGES = ["fetch", "prompt", "edit", "score", "mix", "train", "eval"]
 
 
 def ran(output: str) -> list[str]:

@@ -12,7 +12,7 @@ from varireal import io
 from varireal.classifier import create_clip
 from varireal.datasets import world
 
-STAGES = ["fetch", "prompt", "edit", "mix", "train", "eval"]
+STAGES = ["fetch", "prompt", "edit", "score", "mix", "train", "eval"]
 
 
 def run(*stages):

@@ -109,3 +109,40 @@ def diffusion(root: Path) -> dict[str, str]:
     controlnet.save_pretrained(root / "controlnet")
     _ip_adapter(root / "ip-adapter", inpaint_unet)
     return {name: str(root / name) for name in ("inpaint", "scene", "controlnet", "ip-adapter")}
+
+
+def vlm(folder: Path, answer: str = "yes") -> Path:
+    """A random Llava (tiny CLIP vision tower + tiny Llama) with a word-level tokenizer and a chat
+    template, saved like a hub model. Its output layer is zero, so every logit ties and greedy decoding
+    picks token 0, which is `answer`: it answers every question the same way, through real generate."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
+    import torch
+
+    other = "no" if answer == "yes" else "yes"
+    words = Tokenizer(models.WordLevel({answer: 0, other: 1, "[UNK]": 2, "[PAD]": 3, "<image>": 4, "[EOS]": 5},
+                                       unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    words.add_special_tokens(["<image>", "[PAD]", "[EOS]"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
+    template = ("{% for m in messages %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image> "
+                "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %}{% if add_generation_prompt %} answer:{% endif %}")
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    # CLIP's vision tower outputs a CLS token besides the 16 patches; "default" drops it again.
+    LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8, num_additional_image_tokens=1,
+                   vision_feature_select_strategy="default", chat_template=template).save_pretrained(folder)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                       image_size=32, patch_size=8, projection_dim=8),
+        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
+        vision_feature_layer=-1)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.zero_()
+    model.save_pretrained(folder)
+    return folder

@@ -49,6 +49,12 @@ def edit(params: Path = PARAMS) -> None:
 
 
 @app.command()
+def score(params: Path = PARAMS) -> None:
+    """Score every synthetic image (feasibility, presence, identity, VQA) into data/scores/."""
+    _run("score", params)
+
+
+@app.command()
 def mix(params: Path = PARAMS) -> None:
     """Select real and synthetic images at the infeasible ratio into data/mixed/train.csv."""
     _run("mix", params)
