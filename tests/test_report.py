@@ -27,10 +27,11 @@ ACCURACY = {
 
 
 def correct_pattern(attribute, ratio, seed):
-    """Fixed per image: the first `accuracy` share of a seed-and-condition-specific shuffle is right."""
+    """A seed-and-condition-specific shuffle of the images of which exactly accuracy + (seed - 1) x 1% are
+    right: the same offsets in every condition keep differences exact while the std over seeds is 1 point."""
     rng = np.random.default_rng([list(ACCURACY).index((attribute, ratio)), seed])
     correct = np.zeros(IMAGES, dtype=bool)
-    correct[rng.permutation(IMAGES)[:round(ACCURACY[(attribute, ratio)] * IMAGES)]] = True
+    correct[rng.permutation(IMAGES)[:round(ACCURACY[(attribute, ratio)] * IMAGES) + 2 * (seed - 1)]] = True
     return correct
 
 
@@ -191,7 +192,7 @@ def test_report_table_and_statistics(store):
     markdown = Path("reports/report.md").read_text()
     assert "21 eval run(s) read" in markdown and "pooled" in markdown
     assert "Skipped 0 report run(s), 1 unfinished run(s)" in markdown
-    assert "| texture | infeasible | 3 | 35.00 ± 0.00 | real-only | -25.00 |" in markdown
+    assert "| texture | infeasible | 3 | 35.00 ± 1.00 | real-only | -25.00 |" in markdown
 
     points = {(p["attribute"], float(p["infeasible_ratio"])): p for p in io.read_csv("reports/top1_vs_ratio.csv")}
     assert set(points) == {(a, r) for a, r in ACCURACY if r is not None} | {("real-only", 0.0), ("real-only", 1.0)}
@@ -229,22 +230,29 @@ def test_duplicate_seed_keeps_the_newest_run(store, tmp_path):
 
 
 def test_unmatched_seeds_give_an_unpaired_difference(empty_project, tmp_path):
-    log_eval_run("none", None, 0, correct_pattern("none", None, 0), tmp_path / "a")
+    baseline = correct_pattern("none", None, 0)
+    log_eval_run("none", None, 0, baseline, tmp_path / "a")
     log_eval_run("color", 0.0, 5, np.ones(IMAGES, dtype=bool), tmp_path / "b")
     result = report()
     assert result.exit_code == 0, result.output
     (r,) = [r for r in table() if r["reference"] == "real-only"]
     assert r["n_paired_seeds"] == "0" and r["mcnemar_p"] == "" and "no seed in common" in r["note"]
-    assert float(r["diff_pct"]) == pytest.approx(40.0)
+    assert float(r["diff_pct"]) == pytest.approx(100 * (1 - baseline.mean()))
     assert "(unpaired)" in Path("reports/report.md").read_text()
 
 
 def test_no_runs_is_one_line_and_exit_1(project):
-    result = report()
+    result = report()  # no store at all: none is created either
     assert result.exit_code == 1
     assert result.output.strip().count("\n") == 0
     assert result.output.startswith("error: report: no finished eval runs in MLflow experiment 'varireal'")
-    assert not Path("reports").exists()
+    assert not Path("reports").exists() and not Path("mlflow.db").exists()
+
+
+def test_another_experiment_without_runs(store):
+    result = report("--experiment", "elsewhere")
+    assert result.exit_code == 1
+    assert "no finished eval runs in MLflow experiment 'elsewhere'" in result.output
 
 
 def test_dvc_plots_show_draws_the_report_plot(tmp_path, monkeypatch):
