@@ -279,3 +279,17 @@ def test_dvc_plots_show_draws_the_report_plot(tmp_path, monkeypatch):
     assert spec["layer"][0]["encoding"]["y"]["field"] == "top1_mean"
     assert {(row["attribute"], row["infeasible_ratio"]) for row in spec["data"]["values"]} == \
         {("color", "0.0"), ("color", "1.0"), ("texture", "0.0"), ("texture", "1.0")}
+
+
+def test_groups_that_differ_in_a_param_are_told_apart(empty_project, tmp_path):
+    log_eval_run("none", None, 0, correct_pattern("none", None, 0), tmp_path / "a")
+    log_eval_run("color", 0.0, 0, np.ones(IMAGES, dtype=bool), tmp_path / "b")
+    log_eval_run("color", 0.0, 0, np.zeros(IMAGES, dtype=bool), tmp_path / "c", **{"train.steps": 300})
+    result = report()
+    assert result.exit_code == 0, result.output
+    feasible = {r["setting"]: r for r in table() if r["condition"] == "feasible"}
+    assert set(feasible) == {"train.steps=150", "train.steps=300"}
+    assert feasible["train.steps=150"]["reference"] == "real-only"
+    assert feasible["train.steps=300"]["reference"] == "" and feasible["train.steps=300"]["top1_mean_pct"] == "0.0000"
+    markdown = Path("reports/report.md").read_text()
+    assert "| setting |" in markdown and "No real-only baseline" in markdown

@@ -32,7 +32,7 @@ UNUSED_BY_REAL_ONLY = ("prompt.", "edit.", "score.", "mix.attribute", "mix.infea
 # A condition's baseline is the real-only group that agrees on everything outside the synthetic set.
 SYNTHETIC_SETUP = ("prompt.", "edit.", "score.", "mix.")
 # Shown in their own columns, so never in the `setting` column.
-LABEL_KEYS = ("dataset.name", "mix.attribute", "mix.infeasible_ratio", "mix.synthetic_per_class")
+LABEL_KEYS = ("dataset.name", "mix.attribute", "mix.infeasible_ratio")
 
 
 def _starts(key: str, prefixes: tuple[str, ...]) -> bool:
