@@ -293,3 +293,19 @@ def test_groups_that_differ_in_a_param_are_told_apart(empty_project, tmp_path):
     assert feasible["train.steps=300"]["reference"] == "" and feasible["train.steps=300"]["top1_mean_pct"] == "0.0000"
     markdown = Path("reports/report.md").read_text()
     assert "| setting |" in markdown and "No real-only baseline" in markdown
+
+
+def test_run_without_predictions_counts_only_in_means(empty_project, tmp_path):
+    log_eval_run("none", None, 0, correct_pattern("none", None, 0), tmp_path / "a")
+    run_id = log_eval_run("color", 1.0, 0, np.ones(IMAGES, dtype=bool), tmp_path / "b")
+    import mlflow
+
+    mlflow.MlflowClient().delete_run(run_id)  # the store keeps deleted runs; search_runs skips them
+    settings = validate(yaml.safe_load(Path("params.yaml").read_text()) | {"mix": {"infeasible_ratio": 1.0}}, "test")
+    tracking.log_run(settings.tracking.uri, "varireal", "old eval", settings.flat(), {"top1": 1.0},
+                     {"condition": "infeasible", "attribute": "all", "dataset": "world"}, [])
+    result = report()
+    assert result.exit_code == 0, result.output
+    (r,) = [r for r in table() if r["condition"] == "infeasible"]
+    assert r["diff_pct"] and r["mcnemar_p"] == "" and "predictions missing" in r["note"]
+    assert "1 run(s) have no readable predictions.csv" in Path("reports/report.md").read_text()

@@ -8,7 +8,9 @@ McNemar's exact test on the per-image predictions and a bootstrap over test imag
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,42 +116,62 @@ class Report:
 # -- reading ------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _no_progress_bars():
+    """MLflow draws a progress bar per downloaded file; a report downloads one tiny file per run."""
+    before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"]
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = before
+
+
+def _read_predictions(run: Run, uri: str, folder: Path) -> bool:
+    """Fill run.paths and run.correct from the run's predictions.csv; False if it has none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run.run_id, artifact_path="predictions.csv",
+                                                    dst_path=str(folder / run.run_id), tracking_uri=uri)
+        rows = io.read_csv(local)
+        run.paths = tuple(row["path"] for row in rows)
+        run.correct = np.array([row["actual"] == row["predicted"] for row in rows])
+        return True
+    except (MlflowException, OSError, KeyError):
+        return False
+
+
 def read_runs(uri: str, experiment: str) -> tuple[list[Run], list[str]]:
     """Every finished eval run of the experiment, with its per-image predictions; plus notes on skipped runs."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         return [], []  # asking MLflow would create an empty store
     mlflow.set_tracking_uri(uri)
     if mlflow.MlflowClient().get_experiment_by_name(experiment) is None:
         return [], []
-    found = mlflow.search_runs(experiment_names=[experiment], output_format="list")
     runs, notes = [], []
     skipped = {"report": 0, "unfinished": 0, "not eval": 0, "no predictions": 0}
-    with tempfile.TemporaryDirectory(prefix="varireal-report-") as tmp:
-        for found_run in found:
-            tags, metrics = found_run.data.tags, found_run.data.metrics
+    with tempfile.TemporaryDirectory(prefix="varireal-report-") as tmp, _no_progress_bars():
+        for found in mlflow.search_runs(experiment_names=[experiment], output_format="list"):
+            tags, metrics = found.data.tags, found.data.metrics
             if tags.get(REPORT_TAG) == "true":
                 skipped["report"] += 1
-                continue
-            if found_run.info.status != "FINISHED":
+            elif found.info.status != "FINISHED":
                 skipped["unfinished"] += 1
-                continue
-            if "condition" not in tags or "top1" not in metrics:
+            elif "condition" not in tags or "top1" not in metrics:
                 skipped["not eval"] += 1
-                continue
-            run = Run(found_run.info.run_id, found_run.info.start_time or 0, dict(found_run.data.params),
-                      tags["condition"], float(metrics["top1"]))
-            try:
-                local = mlflow.artifacts.download_artifacts(run_id=run.run_id, artifact_path="predictions.csv",
-                                                            dst_path=str(Path(tmp) / run.run_id), tracking_uri=uri)
-                rows = io.read_csv(local)
-                run.paths = tuple(row["path"] for row in rows)
-                run.correct = np.array([row["actual"] == row["predicted"] for row in rows])
-            except (MlflowException, OSError, KeyError):
-                skipped["no predictions"] += 1  # still counted by its top1 metric
-            runs.append(run)
+            else:
+                run = Run(found.info.run_id, found.info.start_time or 0, dict(found.data.params),
+                          tags["condition"], float(metrics["top1"]))
+                if not _read_predictions(run, uri, Path(tmp)):
+                    skipped["no predictions"] += 1  # still counted by its top1 metric
+                runs.append(run)
     if skipped["report"] or skipped["unfinished"] or skipped["not eval"]:
         notes.append(f"Skipped {skipped['report']} report run(s), {skipped['unfinished']} unfinished run(s) and "
                      f"{skipped['not eval']} run(s) without a `condition` tag or `top1` metric.")
