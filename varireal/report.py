@@ -219,7 +219,7 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
                                                      CONDITION_ORDER.get(g.condition, 9),
                                                      g.infeasible_ratio or 0.0, g.key))
     for group in ordered:
-        group.runs = dict(sorted(group.runs.items()))
+        group.runs = dict(sorted(group.runs.items(), key=lambda item: (len(item[0]), item[0])))  # 2 before 10
     _describe_settings(ordered)
     return ordered, notes
 
