@@ -72,6 +72,39 @@ def evaluate(params: Path = PARAMS) -> None:
     _run("eval", params)
 
 
+@app.command()
+def report(
+    params: Path = PARAMS,
+    out: Path = typer.Option(Path("reports"), "--out", help="Folder for report.md, report.csv and the plot."),
+    experiment: str = typer.Option(None, "--experiment", help="MLflow experiment; default: tracking.experiment."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap resamples of the test images."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+) -> None:
+    """The paper's table from every eval run in MLflow: top-1 over seeds per dataset, attribute and condition,
+    paired McNemar tests and bootstrap CIs, a plot against the infeasible ratio; logged as one MLflow run."""
+    from varireal import report as reporting
+    from varireal import tracking
+    from varireal.errors import StageError
+    from varireal.params import ParamError, load
+
+    try:
+        settings = load(params).tracking
+        uri, experiment = tracking.resolve_uri(settings.uri), experiment or settings.experiment
+        made, files = reporting.make(uri, experiment, out, bootstrap, seed)
+    except ParamError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except StageError as err:
+        typer.echo(f"error: report: {err}", err=True)
+        raise typer.Exit(1) from None
+    metrics = reporting.summary_metrics(made)
+    run_id = tracking.log_run(uri, experiment, "report", {"report.bootstrap": bootstrap, "report.seed": seed},
+                              metrics, {reporting.REPORT_TAG: "true"}, files)
+    typer.echo(f"report: {metrics['runs_read']} runs, {metrics['groups']} groups, "
+               f"{metrics['significant_comparisons']}/{metrics['comparisons']} comparisons with p < "
+               f"{reporting.ALPHA}, in {out}/ and mlflow run {run_id}")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def profile(
     ctx: typer.Context,

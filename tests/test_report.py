@@ -1,0 +1,311 @@
+"""`varireal report` on an MLflow store of synthetic eval runs whose per-image predictions the test chooses."""
+
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from varireal import io, tracking
+from varireal.params import validate
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = 200
+SEEDS = (0, 1, 2)
+# (attribute, infeasible ratio or None for real-only) -> chance that a test image is classified right
+ACCURACY = {
+    ("none", None): 0.60,
+    ("background", 0.0): 0.62, ("background", 0.5): 0.61, ("background", 1.0): 0.60,
+    ("texture", 0.0): 0.70, ("texture", 0.5): 0.55, ("texture", 1.0): 0.35,
+}
+
+
+def correct_pattern(attribute, ratio, seed):
+    """A seed-and-condition-specific shuffle of the images of which exactly accuracy + (seed - 1) x 1% are
+    right: the same offsets in every condition keep differences exact while the std over seeds is 1 point."""
+    rng = np.random.default_rng([list(ACCURACY).index((attribute, ratio)), seed])
+    correct = np.zeros(IMAGES, dtype=bool)
+    correct[rng.permutation(IMAGES)[:round(ACCURACY[(attribute, ratio)] * IMAGES) + 2 * (seed - 1)]] = True
+    return correct
+
+
+def log_eval_run(attribute, ratio, seed, correct, folder: Path, **params):
+    """One run exactly as stages/eval.py logs it, into the store params.yaml of the working folder names."""
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["train"]["seed"] = seed
+    if ratio is None:
+        raw["mix"].update(synthetic_per_class=0)
+        condition = "real-only"
+    else:
+        raw["mix"].update(attribute=attribute, infeasible_ratio=ratio)
+        condition = {0.0: "feasible", 1.0: "infeasible"}.get(ratio, "mixed")
+    for key, value in params.items():
+        section, name = key.split(".")
+        raw[section][name] = value
+    settings = validate(raw, "test")
+    folder.mkdir(parents=True, exist_ok=True)
+    io.write_csv(folder / "predictions.csv", [
+        {"path": f"test/{i:03d}.png", "actual": "cat", "predicted": "cat" if right else "dog"}
+        for i, right in enumerate(correct)])
+    io.write_json(folder / "eval.json", {"top1": float(correct.mean())})
+    tags = {"condition": condition, "attribute": "none" if ratio is None else attribute, "dataset": "world",
+            "dvc.experiment": "test"}
+    return tracking.log_run(settings.tracking.uri, settings.tracking.experiment, "test", settings.flat(),
+                            {"top1": float(correct.mean())}, tags,
+                            [folder / "eval.json", folder / "predictions.csv"])
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An initialised MLflow SQLite store; creating its tables takes seconds, copying it none."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="module")
+def logged_store(tmp_path_factory, empty_store):
+    """21 eval runs (7 groups x 3 seeds) and one failed run, logged once; artifacts stay in this folder.
+    Returns the store's path and {(attribute, ratio): [per-image correctness per seed]}."""
+    import mlflow
+
+    folder = tmp_path_factory.mktemp("logged-store")
+    shutil.copy(empty_store, folder / "mlflow.db")
+    (folder / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    patterns = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        for (attribute, ratio) in ACCURACY:
+            patterns[(attribute, ratio)] = []
+            for seed in SEEDS:
+                correct = correct_pattern(attribute, ratio, seed)
+                patterns[(attribute, ratio)].append(correct)
+                # A real-only model never sees edits: a different edit param still makes it a replicate.
+                extra = {"edit.per_image": 3} if ratio is None and seed == 2 else {}
+                log_eval_run(attribute, ratio, seed, correct, folder / "logged" / f"{attribute}-{ratio}-{seed}",
+                             **extra)
+        with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("varireal").experiment_id):
+            mlflow.set_tags({"condition": "feasible", "attribute": "color"})
+            mlflow.log_metric("top1", 0.99)
+            mlflow.end_run(status="FAILED")
+    return folder / "mlflow.db", patterns
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A working folder with the repository's params.yaml, the one the logged runs were made with."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "params.yaml", "params.yaml")
+
+
+@pytest.fixture
+def store(project, logged_store):
+    """The logged runs, in a copy of the store in this test's folder."""
+    shutil.copy(logged_store[0], "mlflow.db")
+    return logged_store[1]
+
+
+@pytest.fixture
+def empty_project(project, empty_store):
+    shutil.copy(empty_store, "mlflow.db")
+
+
+def report(*args):
+    from varireal.cli import app
+
+    return CliRunner().invoke(app, ["report", "--bootstrap", "1000", *args])
+
+
+def table():
+    return io.read_csv("reports/report.csv")
+
+
+def row(rows, attribute, condition, reference=""):
+    (found,) = [r for r in rows if r["attribute"] == attribute and r["condition"] == condition
+                and r["reference"] == reference]
+    return found
+
+
+def exact_mcnemar(b, c):
+    n = b + c
+    return min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n)
+
+
+def test_report_table_and_statistics(store):
+    import mlflow
+
+    result = report()
+    assert result.exit_code == 0, result.output
+    rows = table()
+
+    # Means and stds over seeds, against numpy on the chosen patterns.
+    for (attribute, ratio), patterns in store.items():
+        condition = {None: "real-only", 0.0: "feasible", 1.0: "infeasible"}.get(ratio) or f"mixed {ratio:g}"
+        accuracies = np.array([p.mean() for p in patterns])
+        for r in (r for r in rows if r["attribute"] == attribute and r["condition"] == condition):
+            assert r["n_seeds"] == "3" and r["seeds"] == "0 1 2"
+            assert float(r["top1_mean_pct"]) == pytest.approx(100 * accuracies.mean(), abs=1e-3)
+            assert float(r["top1_std_pct"]) == pytest.approx(100 * accuracies.std(ddof=1), abs=1e-3)
+
+    # One real-only row; each pure set vs real-only, infeasible vs feasible, mixed vs real-only and both pure sets.
+    assert len([r for r in rows if r["condition"] == "real-only"]) == 1
+    assert len(rows) == 1 + 2 * (1 + 2 + 3)
+    for attribute in ("background", "texture"):
+        assert {r["reference"] for r in rows if r["attribute"] == attribute and r["condition"] == "mixed 0.5"} == \
+            {"real-only", "feasible", "infeasible"}
+
+    # McNemar's test, pooled over seeds, against the exact binomial by hand; paired differences by numpy.
+    for attribute, ratio, condition, reference, reference_key in [
+        ("texture", 1.0, "infeasible", "real-only", ("none", None)),
+        ("texture", 1.0, "infeasible", "feasible", ("texture", 0.0)),
+        ("background", 0.5, "mixed 0.5", "infeasible", ("background", 1.0)),
+    ]:
+        r = row(rows, attribute, condition, reference)
+        ours, theirs = store[(attribute, ratio)], store[reference_key]
+        b = sum(int(np.sum(t & ~o)) for o, t in zip(ours, theirs))
+        c = sum(int(np.sum(~t & o)) for o, t in zip(ours, theirs))
+        assert (int(r["mcnemar_b"]), int(r["mcnemar_c"])) == (b, c)
+        assert float(r["mcnemar_p"]) == pytest.approx(exact_mcnemar(b, c), rel=1e-4)
+        difference = np.mean([o.mean() - t.mean() for o, t in zip(ours, theirs)])
+        assert float(r["diff_pct"]) == pytest.approx(100 * difference, abs=1e-3)
+        assert r["n_paired_seeds"] == "3"
+        assert r["significant"] == str(exact_mcnemar(b, c) < 0.05)
+        # The bootstrap interval holds the observed difference and is about 2 x 1.96 standard errors wide.
+        low, high = float(r["ci_low_pct"]) / 100, float(r["ci_high_pct"]) / 100
+        assert low <= difference <= high
+        per_image = np.mean(ours, axis=0) - np.mean(theirs, axis=0)
+        expected_width = 2 * 1.96 * per_image.std() / math.sqrt(IMAGES)
+        assert 0.75 * expected_width < high - low < 1.25 * expected_width
+
+    # 35 points down on 200 images x 3 seeds is significant; 0 to 2 points are not.
+    assert row(rows, "texture", "infeasible", "real-only")["significant"] == "True"
+    assert row(rows, "background", "infeasible", "real-only")["significant"] == "False"
+
+    markdown = Path("reports/report.md").read_text()
+    assert "21 eval run(s) read" in markdown and "pooled" in markdown
+    assert "Skipped 0 report run(s), 1 unfinished run(s)" in markdown
+    assert "| texture | infeasible | 3 | 35.00 ± 1.00 | real-only | -25.00 |" in markdown
+
+    points = {(p["attribute"], float(p["infeasible_ratio"])): p for p in io.read_csv("reports/top1_vs_ratio.csv")}
+    assert set(points) == {(a, r) for a, r in ACCURACY if r is not None} | {("real-only", 0.0), ("real-only", 1.0)}
+    assert float(points[("texture", 0.5)]["top1_mean"]) == pytest.approx(55.0)
+    with Image.open("reports/top1_vs_ratio.png") as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] > 300
+
+    # The report is a run of its own, without a condition, holding the four files; the next report skips it.
+    (logged,) = mlflow.search_runs(experiment_names=["varireal"], filter_string="tags.report = 'true'",
+                                   output_format="list")
+    assert "condition" not in logged.data.tags
+    assert logged.data.metrics["runs_read"] == 21 and logged.data.metrics["groups"] == 7
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id)}
+    assert artifacts == {"report.md", "report.csv", "top1_vs_ratio.png", "top1_vs_ratio.csv"}
+
+    again = report("--out", "second")
+    assert again.exit_code == 0, again.output
+    assert "21 eval run(s) read" in Path("second/report.md").read_text()
+    assert "Skipped 1 report run(s)" in Path("second/report.md").read_text()
+    assert io.read_csv("second/report.csv") == rows  # same bootstrap seed, same numbers
+
+
+def test_duplicate_seed_keeps_the_newest_run(store, tmp_path):
+    better = np.ones(IMAGES, dtype=bool)
+    newest = log_eval_run("texture", 1.0, 1, better, tmp_path / "again")
+    result = report()
+    assert result.exit_code == 0, result.output
+    r = row(table(), "texture", "infeasible", "real-only")
+    accuracies = [store[("texture", 1.0)][0].mean(), 1.0, store[("texture", 1.0)][2].mean()]
+    assert r["n_seeds"] == "3"
+    assert float(r["top1_mean_pct"]) == pytest.approx(100 * np.mean(accuracies), abs=1e-3)
+    notes = Path("reports/report.md").read_text()
+    assert f"kept the newer one, {newest}" in notes and "train.seed=1" in notes
+
+
+def test_unmatched_seeds_give_an_unpaired_difference(empty_project, tmp_path):
+    baseline = correct_pattern("none", None, 0)
+    log_eval_run("none", None, 0, baseline, tmp_path / "a")
+    log_eval_run("color", 0.0, 5, np.ones(IMAGES, dtype=bool), tmp_path / "b")
+    result = report()
+    assert result.exit_code == 0, result.output
+    (r,) = [r for r in table() if r["reference"] == "real-only"]
+    assert r["n_paired_seeds"] == "0" and r["mcnemar_p"] == "" and "no seed in common" in r["note"]
+    assert float(r["diff_pct"]) == pytest.approx(100 * (1 - baseline.mean()))
+    assert "(unpaired)" in Path("reports/report.md").read_text()
+
+
+def test_no_runs_is_one_line_and_exit_1(project):
+    result = report()  # no store at all: none is created either
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0
+    assert result.output.startswith("error: report: no finished eval runs in MLflow experiment 'varireal'")
+    assert not Path("reports").exists() and not Path("mlflow.db").exists()
+
+
+def test_another_experiment_without_runs(store):
+    result = report("--experiment", "elsewhere")
+    assert result.exit_code == 1
+    assert "no finished eval runs in MLflow experiment 'elsewhere'" in result.output
+
+
+def test_dvc_plots_show_draws_the_report_plot(tmp_path, monkeypatch):
+    """The top-level plot of dvc.yaml and its template in .dvc/plots: one line per attribute."""
+    import json
+
+    dvc = Path(sys.executable).with_name("dvc")
+    monkeypatch.chdir(tmp_path)
+    subprocess.run([dvc, "init", "--no-scm", "-q"], check=True)
+    shutil.copy(REPO / "dvc.yaml", "dvc.yaml")
+    shutil.copytree(REPO / ".dvc/plots", ".dvc/plots", dirs_exist_ok=True)
+    io.write_csv("reports/top1_vs_ratio.csv", [
+        {"dataset": "world", "setting": "", "attribute": attribute, "infeasible_ratio": ratio,
+         "top1_mean": 50 + ratio, "top1_std": 1.0, "n": 3} for attribute in ("color", "texture") for ratio in (0.0, 1.0)])
+    shown = subprocess.run([dvc, "plots", "show", "--json"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    answer = json.loads(shown.stdout)
+    # The stages' plots have no files here and are reported as errors; this one must have none.
+    assert not [error for error in answer.get("errors", []) if "top1_vs_ratio" in error["name"]]
+    (plot,) = answer["data"]["reports/top1_vs_ratio.csv"]
+    spec = plot["content"]
+    assert spec["encoding"]["color"]["field"] == "attribute"
+    assert spec["encoding"]["x"]["field"] == "infeasible_ratio"
+    assert spec["layer"][0]["encoding"]["y"]["field"] == "top1_mean"
+    assert {(row["attribute"], row["infeasible_ratio"]) for row in spec["data"]["values"]} == \
+        {("color", "0.0"), ("color", "1.0"), ("texture", "0.0"), ("texture", "1.0")}
+
+
+def test_groups_that_differ_in_a_param_are_told_apart(empty_project, tmp_path):
+    log_eval_run("none", None, 0, correct_pattern("none", None, 0), tmp_path / "a")
+    log_eval_run("color", 0.0, 0, np.ones(IMAGES, dtype=bool), tmp_path / "b")
+    log_eval_run("color", 0.0, 0, np.zeros(IMAGES, dtype=bool), tmp_path / "c", **{"train.steps": 300})
+    result = report()
+    assert result.exit_code == 0, result.output
+    feasible = {r["setting"]: r for r in table() if r["condition"] == "feasible"}
+    assert set(feasible) == {"train.steps=150", "train.steps=300"}
+    assert feasible["train.steps=150"]["reference"] == "real-only"
+    assert feasible["train.steps=300"]["reference"] == "" and feasible["train.steps=300"]["top1_mean_pct"] == "0.0000"
+    markdown = Path("reports/report.md").read_text()
+    assert "| setting |" in markdown and "No real-only baseline" in markdown
+
+
+def test_run_without_predictions_counts_only_in_means(empty_project, tmp_path):
+    log_eval_run("none", None, 0, correct_pattern("none", None, 0), tmp_path / "a")
+    run_id = log_eval_run("color", 1.0, 0, np.ones(IMAGES, dtype=bool), tmp_path / "b")
+    import mlflow
+
+    mlflow.MlflowClient().delete_run(run_id)  # the store keeps deleted runs; search_runs skips them
+    settings = validate(yaml.safe_load(Path("params.yaml").read_text()) | {"mix": {"infeasible_ratio": 1.0}}, "test")
+    tracking.log_run(settings.tracking.uri, "varireal", "old eval", settings.flat(), {"top1": 1.0},
+                     {"condition": "infeasible", "attribute": "all", "dataset": "world"}, [])
+    result = report()
+    assert result.exit_code == 0, result.output
+    (r,) = [r for r in table() if r["condition"] == "infeasible"]
+    assert r["diff_pct"] and r["mcnemar_p"] == "" and "predictions missing" in r["note"]
+    assert "1 run(s) have no readable predictions.csv" in Path("reports/report.md").read_text()
