@@ -95,21 +95,38 @@ def test_new_ratio_reruns_mix_train_eval_only_and_logs_a_mixed_run(dvc_project):
     assert "top1" in shown and "half" in shown
 
 
-def test_queued_experiments_land_in_the_root_store(dvc_project):
+def test_queued_grid_runs_two_at_a_time_and_lands_in_the_root_store(dvc_project):
+    """The README's sweep: a grid over ratio x replicate seed, queued and run two at a time."""
     root, sh, _ = dvc_project
-    sh("dvc", "exp", "run", "--queue", "-S", "mix.infeasible_ratio=1.0", "-n", "queued-infeasible")
+    before = {r.info.run_id for r in runs(root)}
+    sh("dvc", "exp", "run", "--queue", "-S", "mix.infeasible_ratio=0,1", "-S", "train.seed=1,2")
     sh("dvc", "exp", "run", "--queue", "-S", "mix.synthetic_per_class=0", "-n", "queued-real")
-    sh("dvc", "queue", "start")
-    deadline = time.time() + 400
+    sh("dvc", "queue", "start", "-j", "2")
+    deadline = time.time() + 500
     while time.time() < deadline:
         status = sh("dvc", "queue", "status")
         if not re.search(r"\b(Queued|Running)\b", status):
             break
         time.sleep(3)
-    assert "Failed" not in status, status + sh("dvc", "queue", "logs", "queued-infeasible", check=False)
-    by_name = {r.data.tags["dvc.experiment"]: r for r in runs(root)}
-    assert by_name["queued-infeasible"].data.tags["condition"] == "infeasible"
-    assert by_name["queued-real"].data.tags["condition"] == "real-only"
+    new = [r for r in runs(root) if r.info.run_id not in before]
+    names = sorted(r.data.tags["dvc.experiment"] for r in new)
+    assert "Failed" not in status, status + "".join(sh("dvc", "queue", "logs", n, check=False) for n in names)
+
+    grid = {(r.data.params["mix.infeasible_ratio"], r.data.params["train.seed"]): r for r in new
+            if r.data.tags["dvc.experiment"] != "queued-real"}
+    assert sorted(grid) == [("0.0", "1"), ("0.0", "2"), ("1.0", "1"), ("1.0", "2")]
+    assert all(r.info.status == "FINISHED" and "top1" in r.data.metrics for r in new)
+    assert {grid[k].data.tags["condition"] for k in grid} == {"feasible", "infeasible"}
+    # Replicates and ratios share one synthetic pool: the queue never re-ran fetch, prompt or edit.
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    pool = next(o["md5"] for o in lock["stages"]["edit"]["outs"] if o["path"] == "data/synthetic")
+    assert {r.data.tags["dvc.synthetic_md5"] for r in new} == {pool}
+    for run in new:
+        log = sh("dvc", "queue", "logs", run.data.tags["dvc.experiment"])
+        assert not {"fetch", "prompt", "edit"} & set(ran(log)), log
+
+    (real,) = [r for r in new if r.data.tags["dvc.experiment"] == "queued-real"]
+    assert real.data.tags["condition"] == "real-only"
     assert not list(root.glob(".dvc/tmp/exps/**/mlflow.db"))  # no stray store in the temporary copies
-    artifact = Path(by_name["queued-real"].info.artifact_uri.removeprefix("file://"), "eval.json")
+    artifact = Path(real.info.artifact_uri.removeprefix("file://"), "eval.json")
     assert artifact.is_file() and root in artifact.parents

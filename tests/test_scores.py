@@ -60,16 +60,18 @@ def test_presence_is_the_softmax_probability_of_the_intended_value():
     assert asked == ["a photo of a red tre foil.", "a photo of a blue tre foil.", "a photo of a green tre foil."]
 
 
-def test_feasibility_is_the_own_class_softmax_over_prototypes():
-    embeddings = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.2], [0.0, 1.0]]), dim=-1)
-    prototypes = scoring.prototypes(embeddings, [0, 0, 1], 3)
-    assert prototypes[0].tolist() == pytest.approx(torch.nn.functional.normalize(embeddings[:2].sum(0), dim=0).tolist())
-    assert prototypes[2].tolist() == [0.0, 0.0]  # a class without images
-    edit = torch.tensor([[0.6, 0.8]])
-    cosines = (edit @ prototypes.T)[0].numpy()
-    expected = np.exp(scoring.FEASIBILITY_SCALE * cosines) / np.exp(scoring.FEASIBILITY_SCALE * cosines).sum()
-    for label in (0, 1, 2):
-        assert scoring.feasibility(edit, [label], prototypes).item() == pytest.approx(expected[label], rel=1e-5)
+def test_feasibility_is_the_own_class_softmax_over_nearest_real_photos():
+    real = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]]), dim=-1)
+    real_labels = [0, 0, 1, 1]
+    edits = torch.tensor([[0.8, 0.6], [0.8, 0.6]])
+    # The first edit's source is real photo 0, the second's photo 1: each is left out of its own row.
+    nearest = scoring.nearest_per_class(edits, real, real_labels, 3, sources=[0, 1])
+    assert nearest[0].tolist() == pytest.approx([0.96, 0.6, -1.0])  # photo 1 for class 0, photo 2 for class 1
+    assert nearest[1].tolist() == pytest.approx([0.8, 0.6, -1.0])  # photo 0 for class 0
+    for row, label in ((0, 0), (1, 1)):
+        logits = scoring.FEASIBILITY_SCALE * nearest[row].numpy()
+        expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert scoring.feasibility(nearest[row:row + 1], [label]).item() == pytest.approx(expected[label], rel=1e-5)
 
 
 def test_parse_yes_no():
@@ -93,7 +95,7 @@ def test_score_stage_writes_scores_aligned_with_the_manifest(scored):
     assert [s["path"] for s in scores] == [m["path"] for m in manifest]
     assert list(scores[0]) == scoring.SCORE_FIELDS
     for row in scores:
-        assert 0 < float(row["feasibility"]) < 1 and 0 < float(row["presence"]) < 1
+        assert 0 <= float(row["feasibility"]) <= 1 and 0 < float(row["presence"]) < 1  # probabilities
         assert float(row["identity_kept"]) == 1.0  # the composite editor keeps what it should, bit for bit
         assert -1 <= float(row["identity_clip"]) <= 1.0 + 1e-6
         assert row["vqa"] == ""  # score.vqa_model is null
