@@ -83,3 +83,12 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_image_atomic(path: str | Path, pixels) -> None:
+    """Save a uint8 array as an image (format from the suffix), whole or not at all."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=Image.registered_extensions()[Path(path).suffix.lower()])
+    write_bytes_atomic(path, buffer.getvalue())
