@@ -6,15 +6,22 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from varireal.batching import HalvingBatches
 from varireal.training import ImageRows
 
 
 @torch.no_grad()
 def predict(classifier, rows: list[dict], transform, batch_size: int, device: torch.device) -> list[int]:
+    """The predicted label of every row. On CUDA out of memory the batch halves and the same images go again."""
     classifier.to(device).eval()
+    in_batches = HalvingBatches(batch_size, "eval")
+
+    def labels(images: torch.Tensor) -> list[int]:
+        return classifier(images.to(device)).argmax(dim=-1).tolist()
+
     predictions = []
     for images, _ in tqdm(DataLoader(ImageRows(rows, transform), batch_size=batch_size), desc="eval", unit="batch"):
-        predictions += classifier(images.to(device)).argmax(dim=-1).tolist()
+        predictions += in_batches(labels, images)
     return predictions
 
 
