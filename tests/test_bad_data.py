@@ -159,9 +159,10 @@ def test_fetch_skips_and_converts_bad_images_with_one_line_each_and_counts_them(
     assert f"fetch: skipped {source / 'american_bulldog_23.jpg'}: truncated image" in result.output
     assert any(line.startswith(f"fetch: skipped {source / 'Bengal_25.jpg'}: not an image")
                and line.endswith("(test, Bengal)") for line in lines)
-    assert any(line.startswith(f"fetch: converted {source / 'american_bulldog_9.jpg'}: JPEG CMYK")
+    assert any(line.startswith(f"fetch: converted {source / 'american_bulldog_9.jpg'}: CMYK JPEG (CMYK) to "
+                               "8-bit RGB PNG")
                and line.endswith("(train, American Bulldog)") for line in lines)
-    assert f"fetch: no trimap for {source / NO_TRIMAP}.jpg" in result.output
+    assert f"fetch: no usable trimap for {source / NO_TRIMAP}.jpg (no such file); GrabCut" in result.output
 
     # Plain RGB JPEGs are copied byte for byte; converted ones are PNGs with masks of their size.
     for row in train + test:
@@ -282,3 +283,12 @@ def test_the_whole_pipeline_runs_on_the_cleaned_data(bad_pets, project, tiny_cli
     assert {Path(row["source"]).stem for row in manifest} >= {"Bengal_10", "american_bulldog_9"}
     (mlflow_run,) = mlflow_runs()
     assert 0 <= mlflow_run.data.metrics["top1"] <= 1
+
+
+def test_the_world_counts_its_rendered_images(project):
+    project(dataset={"test_per_class": 2, "shots": 1})
+    assert fetch().exit_code == 0
+    metrics = io.read_json("metrics/fetch.json")
+    classes = len(io.read_json("data/raw/classes.json"))
+    assert metrics["train"] == images.empty_counts() | {"images": classes, "rendered": classes}
+    assert metrics["test"] == images.empty_counts() | {"images": 2 * classes, "rendered": 2 * classes}

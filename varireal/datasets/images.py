@@ -75,7 +75,7 @@ def _decode(source: Path) -> Outcome | tuple[str, str, Image.Image | None]:
                 except ValueError:  # a mode Pillow cannot turn into RGB (LAB, HSV ...)
                     return Outcome("skipped", "unsupported_mode", f"unsupported mode {image.mode}")
                 over = " over white" if kind == "alpha" or image.mode in ALPHA_MODES else ""
-                return kind, f"{described} converted to 8-bit RGB{over}", converted
+                return kind, f"{described} to 8-bit RGB PNG{over}", converted
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             return Outcome("skipped", "too_large",
                            f"too large (over Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels)")
@@ -94,24 +94,28 @@ def _is_16bit(image: Image.Image) -> bool:
 
 def _conversion(image: Image.Image) -> tuple[str, str]:
     """What converting this opened (not yet decoded) image means: (kind, words), kind "" when it is plain."""
-    mode, described = image.mode, f"{image.format} {image.mode}"
+    mode = image.mode
     if _is_16bit(image) or mode == "I":
-        return "16bit", f"{described} 16-bit"
-    if mode == "F":
-        return "float", described
-    if mode in ALPHA_MODES or "transparency" in image.info:
-        return "alpha", described
-    if mode == "CMYK":
-        return "cmyk", described
-    if mode in ("1", "L"):
-        return "grayscale", described
-    if mode == "P":
-        return "palette", described
-    if mode != "RGB":
-        return "mode", described
-    if image.format not in PLAIN_FORMATS:
-        return "format", described
-    return "", described
+        kind = "16bit"
+    elif mode == "F":
+        kind = "float"
+    elif mode in ALPHA_MODES or "transparency" in image.info:
+        kind = "alpha"
+    elif mode == "CMYK":
+        kind = "cmyk"
+    elif mode in ("1", "L"):
+        kind = "grayscale"
+    elif mode == "P":
+        kind = "palette"
+    elif mode != "RGB":
+        kind = "mode"
+    elif image.format not in PLAIN_FORMATS:
+        kind = "format"
+    else:
+        return "", ""
+    words = {"16bit": "16-bit ", "alpha": "transparent ", "cmyk": "CMYK ", "grayscale": "grayscale ",
+             "palette": "palette ", "float": "floating-point "}.get(kind, "")
+    return kind, f"{words}{image.format} ({mode})"
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:

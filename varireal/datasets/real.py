@@ -140,7 +140,7 @@ class RealDataset:
                     if trimap is not None:
                         yield masks.trimap_to_mask(trimap), "trimap"
                         continue
-                    tqdm.write(f"fetch: no trimap for {sample.path}: {problem}; GrabCut instead "
+                    tqdm.write(f"fetch: no usable trimap for {sample.path} ({problem}); GrabCut mask instead "
                                f"(train, {row['class']})", file=sys.stderr)
                     yield masks.grabcut_or_box(image, sample.box, settings.min_area)
                 continue
@@ -170,6 +170,8 @@ def _read(path: Path, mode: str | None = None) -> np.ndarray:
 
 def _read_trimap(path: Path | None, shape: tuple[int, int]) -> tuple[np.ndarray | None, str]:
     """A pets trimap of the image's shape, or None and why not."""
+    if path is None or not path.exists():
+        return None, "no such file"
     try:
         trimap = _read(path)
     except (OSError, SyntaxError, ValueError) as err:  # missing, not an image, truncated
