@@ -67,8 +67,8 @@ class RealDataset:
         counts = {"train": images.empty_counts(), "test": images.empty_counts()}
         train = self._admit_shots(out, path_prefix, shots, seed, counts["train"])
         train_rows = []
-        for (sample, row), (mask, method) in tqdm(zip(train, self._masks(train, out, path_prefix, segmenter)), total=len(train),
-                                                  desc="train masks", unit="img"):
+        made = self._masks(train, out, path_prefix, segmenter)
+        for (_, row), (mask, method) in tqdm(zip(train, made), total=len(train), desc="train masks", unit="img"):
             rel = Path(row["path"]).relative_to(path_prefix / "images").with_suffix(".png")
             masks.save_mask(mask, out / "masks" / rel)
             train_rows.append(row | {"mask": (path_prefix / "masks" / rel).as_posix(), "mask_method": method})
