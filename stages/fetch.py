@@ -1,9 +1,10 @@
-"""fetch: the dataset's images, masks and class names, with a few-shot training split, in data/raw/."""
+"""fetch: the dataset's images, masks and class names, with a few-shot training split, in data/raw/;
+what it read, copied, converted and skipped in metrics/fetch.json."""
 
 from varireal import datasets, io
 from varireal.params import load
 
-from stages import RAW
+from stages import METRICS, RAW
 
 
 def main(params_path="params.yaml") -> None:
@@ -11,4 +12,5 @@ def main(params_path="params.yaml") -> None:
     dataset = datasets.get(params.dataset)
     datasets.check_shots(dataset, params.dataset.shots)
     with io.atomic_dir(RAW) as staging:
-        dataset.write(staging, RAW, params.dataset.shots, params.seed)
+        counts = dataset.write(staging, RAW, params.dataset.shots, params.seed)
+    io.write_json(METRICS / "fetch.json", counts)

@@ -26,7 +26,8 @@ LUMA = np.float32([0.299, 0.587, 0.114])
 
 
 def edit_background(image: np.ndarray, mask: np.ndarray, value: str, rng: np.random.Generator) -> np.ndarray:
-    scene = render.scene(value, rng, image.shape[0])
+    height, width = mask.shape  # render draws squares; a real photo gets the top-left of a big enough one
+    scene = render.scene(value, rng, max(height, width))[:height, :width]
     return np.where(mask[..., None], image, scene)
 
 
@@ -47,7 +48,8 @@ def edit_texture(
 ) -> np.ndarray:
     mean_color = image[mask].mean(axis=0)
     shading = smooth_shading(image, mask)
-    pattern = render.texture(value, rng, image.shape[0])
+    height, width = mask.shape
+    pattern = render.texture(value, rng, max(height, width))[:height, :width]
     surface = mean_color * (shading * (1 - render.TEXTURE_CONTRAST * pattern))[..., None]
     blended = (1 - strength) * image + strength * surface
     return np.where(mask[..., None], blended, image)

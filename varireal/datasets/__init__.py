@@ -21,10 +21,12 @@ from varireal.params import DatasetParams, ParamError
 class Dataset(Protocol):
     def class_names(self) -> list[str]: ...
 
-    def train_images_per_class(self) -> int: ...
+    def train_images_per_class(self) -> dict[str, int]:
+        """Class name -> images in its few-shot pool (before any is found unreadable)."""
 
-    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> None:
-        """Write the layout above into out; CSV paths start with path_prefix (where out will live)."""
+    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> dict:
+        """Write the layout above into out; CSV paths start with path_prefix (where out will live).
+        Returns the counts for metrics/fetch.json: per split images, read, copied, converted, skipped."""
 
 
 def get(params: DatasetParams) -> Dataset:
@@ -38,6 +40,8 @@ def get(params: DatasetParams) -> Dataset:
 
 
 def check_shots(dataset: Dataset, shots: int) -> None:
-    available = dataset.train_images_per_class()
+    counts = dataset.train_images_per_class()
+    smallest, available = min(counts.items(), key=lambda item: item[1])
     if shots > available:
-        raise ParamError("dataset.shots", shots, f"at most {available}, the training images per class")
+        whose = "per class" if len(set(counts.values())) == 1 else f"of class {smallest!r}, the fewest"
+        raise ParamError("dataset.shots", shots, f"at most {available}, the training images {whose}")

@@ -9,7 +9,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from varireal import io
-from varireal.datasets import world
+from varireal.datasets import images, world
 from varireal.params import DatasetParams
 
 # Seed streams, so that train and test images never coincide.
@@ -23,10 +23,10 @@ class EmbeddedWorld:
     def class_names(self) -> list[str]:
         return list(world.CLASS_NAMES)
 
-    def train_images_per_class(self) -> int:
-        return world.TRAIN_IMAGES_PER_CLASS
+    def train_images_per_class(self) -> dict[str, int]:
+        return dict.fromkeys(self.class_names(), world.TRAIN_IMAGES_PER_CLASS)
 
-    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> None:
+    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> dict:
         picker = np.random.default_rng([seed, 7])
         splits = {
             "train": [(_TRAIN, i) for i in sorted(picker.choice(world.TRAIN_IMAGES_PER_CLASS, shots, replace=False))],
@@ -34,6 +34,7 @@ class EmbeddedWorld:
         }
         io.write_json(out / "classes.json", self.class_names())
         total = len(self.class_names()) * sum(len(ids) for ids in splits.values())
+        counts = {}
         with tqdm(total=total, desc="render world", unit="img") as bar:
             for split, ids in splits.items():
                 rows = []
@@ -57,3 +58,6 @@ class EmbeddedWorld:
                         })
                         bar.update()
                 io.write_csv(out / f"{split}.csv", rows)
+                # Rendered, so nothing to read, convert or skip: the same keys as a real dataset's counts.
+                counts[split] = images.empty_counts() | {"images": len(rows), "rendered": len(rows)}
+        return counts

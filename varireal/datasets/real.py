@@ -1,12 +1,13 @@
 """A real dataset as a Dataset: a seeded few-shot training split with object masks, and the whole test split.
 
-Image files are copied byte for byte (converted to RGB only when read); masks are made once here,
-for the training shots only, by the method in dataset.mask (see varireal/masks.py).
+Plain 8-bit RGB JPEG/PNG files are copied byte for byte; other images are converted to 8-bit RGB PNG or
+skipped (varireal/datasets/images.py). Masks are made once here, for the training shots only, by the
+method in dataset.mask (see varireal/masks.py).
 """
 
 from __future__ import annotations
 
-import shutil
+import sys
 from collections import Counter, defaultdict
 from functools import cached_property
 from pathlib import Path
@@ -16,12 +17,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from varireal import io, masks
+from varireal.datasets import images
 from varireal.datasets.sources import LOADERS, Sample, Source
 from varireal.errors import StageError
 from varireal.params import DatasetParams, ParamError
 
 # Images decoded and segmented together; bounds memory on datasets of large photos.
 MASK_CHUNK = 16
+MASK_METHODS = ("trimap", "clipseg", "grabcut", "box")
 
 
 class RealDataset:
@@ -46,62 +49,104 @@ class RealDataset:
     def class_names(self) -> list[str]:
         return list(self.source.classes)
 
-    def train_images_per_class(self) -> int:
+    def train_images_per_class(self) -> dict[str, int]:
         counts = Counter(sample.label for sample in self.source.train)
-        return min(counts.get(label, 0) for label in range(len(self.source.classes)))
+        return {name: counts.get(label, 0) for label, name in enumerate(self.source.classes)}
 
     def mask_method(self) -> str:
         method = self.params.mask.method
         return self.source.mask_method if method == "auto" else method
 
-    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> None:
+    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> dict:
+        """Write the layout; return fetch's counts (metrics/fetch.json). Bad images are skipped or converted
+        (varireal/datasets/images.py), one warning line each; a skipped shot is replaced by the class's next."""
         names = self.class_names()
         io.write_json(out / "classes.json", names)
-        train = select_shots(self.source.train, shots, seed)
-        settings = self.params.mask
+        settings = self.params.mask  # the model first: a wrong model id fails before any copying
         segmenter = _load_clipseg(settings.model, settings.device) if self.mask_method() == "clipseg" else None
+        counts = {"train": images.empty_counts(), "test": images.empty_counts()}
+        train = self._admit_shots(out, path_prefix, shots, seed, counts["train"])
         train_rows = []
-        for sample, (mask, method) in tqdm(zip(train, self._masks(train, segmenter)), total=len(train),
-                                           desc="copy train + masks", unit="img"):
-            rel = Path("train") / io.slug(names[sample.label]) / sample.path.name
-            masks.save_mask(mask, out / "masks" / rel.with_suffix(".png"))
-            train_rows.append(self._copy(sample, out, rel, path_prefix) | {
-                "mask": (path_prefix / "masks" / rel.with_suffix(".png")).as_posix(), "mask_method": method})
+        made = self._masks(train, out, path_prefix, segmenter)
+        for (_, row), (mask, method) in tqdm(zip(train, made), total=len(train), desc="train masks", unit="img"):
+            rel = Path(row["path"]).relative_to(path_prefix / "images").with_suffix(".png")
+            masks.save_mask(mask, out / "masks" / rel)
+            train_rows.append(row | {"mask": (path_prefix / "masks" / rel).as_posix(), "mask_method": method})
         io.write_csv(out / "train.csv", train_rows, ["path", "mask", "label", "class", "mask_method"])
 
-        test_rows = [self._copy(sample, out, Path("test") / io.slug(names[sample.label]) / sample.path.name,
-                                path_prefix)
-                     for sample in tqdm(self.source.test, desc="copy test", unit="img")]
+        test_rows = [row for sample in tqdm(self.source.test, desc="copy test", unit="img")
+                     if (row := self._admit(sample, "test", out, path_prefix, counts["test"]))]
         io.write_csv(out / "test.csv", test_rows, ["path", "mask", "label", "class"])
 
-        counts = Counter(row["mask_method"] for row in train_rows)
-        summary = ", ".join(f"{method} {n}" for method, n in sorted(counts.items()))
-        if self.mask_method() != "trimap":
-            fallbacks = sum(n for method, n in counts.items() if method != self.mask_method())
+        counts["masks"] = dict.fromkeys(MASK_METHODS, 0) | Counter(row["mask_method"] for row in train_rows)
+        summary = ", ".join(f"{method} {n}" for method, n in counts["masks"].items() if n)
+        fallbacks = sum(n for method, n in counts["masks"].items() if method != self.mask_method())
+        if fallbacks:
             summary += f" ({fallbacks} fell back from {self.mask_method()})"
+        bad = {split: sum(counts[split]["skipped"].values()) for split in ("train", "test")}
+        converted = sum(sum(counts[split]["converted"].values()) for split in ("train", "test"))
         print(f"fetch: {self.params.name}: {len(names)} classes, {len(train_rows)} training and "
-              f"{len(test_rows)} test images; masks: {summary}")
+              f"{len(test_rows)} test images; masks: {summary}; skipped {bad['train']} training and "
+              f"{bad['test']} test images, converted {converted} (metrics/fetch.json)")
+        return counts
 
-    def _copy(self, sample: Sample, out: Path, rel: Path, path_prefix: Path) -> dict:
-        target = out / "images" / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(sample.path, target)
-        return {"path": (path_prefix / "images" / rel).as_posix(), "mask": "", "label": sample.label,
-                "class": self.source.classes[sample.label]}
+    def _admit_shots(self, out: Path, path_prefix: Path, shots: int, seed: int, counts: dict) -> list[tuple[Sample, dict]]:
+        """shots usable images per class: the seeded draw, each unusable one replaced by the class's next in
+        shot_order. Sorted by label, then file name."""
+        by_class: dict[int, list[Sample]] = defaultdict(list)
+        for sample in self.source.train:
+            by_class[sample.label].append(sample)
+        chosen = []
+        for label, name in enumerate(tqdm(self.source.classes, desc="copy train", unit="class")):
+            candidates = by_class[label]
+            admitted = []
+            for sample in shot_order(candidates, shots, seed, label):
+                if len(admitted) == shots:
+                    break
+                if row := self._admit(sample, "train", out, path_prefix, counts):
+                    admitted.append((sample, row))
+            if len(admitted) < shots:
+                unusable = f"; {len(candidates) - len(admitted)} of its {len(candidates)} are unusable (see the " \
+                           "warnings above)" if candidates else ""
+                raise ParamError("dataset.shots", shots,
+                                 f"at most {len(admitted)}, the usable training images of class {name!r}{unusable}")
+            chosen += sorted(admitted, key=lambda pair: pair[0].path.name)
+        return chosen
 
-    def _masks(self, samples: list[Sample], segmenter: masks.ClipSeg | None):
-        """Yield (mask, method that produced it) per sample, in order."""
+    def _admit(self, sample: Sample, split: str, out: Path, path_prefix: Path, counts: dict) -> dict | None:
+        """Copy or convert one image into out/images/<split>/<class>/; its CSV row, or None when skipped."""
+        name = self.source.classes[sample.label]
+        rel = Path(split) / io.slug(name) / sample.path.name
+        outcome = images.admit(sample.path, out / "images" / rel)
+        images.tally(counts, outcome)
+        if outcome.action != "copied":
+            tqdm.write(f"fetch: {outcome.action} {sample.path}: {outcome.detail} ({split}, {name})", file=sys.stderr)
+        if outcome.path is None:
+            return None
+        return {"path": (path_prefix / "images" / rel.with_name(outcome.path.name)).as_posix(), "mask": "",
+                "label": sample.label, "class": name}
+
+    def _masks(self, train: list[tuple[Sample, dict]], out: Path, path_prefix: Path,
+               segmenter: masks.ClipSeg | None):
+        """Yield (mask, method that produced it) per admitted training image, in order; images are read
+        from their admitted copies (8-bit RGB). A missing or broken trimap falls back to GrabCut."""
         method, settings = self.mask_method(), self.params.mask
-        for start in range(0, len(samples), MASK_CHUNK):
-            chunk = samples[start:start + MASK_CHUNK]
+        for start in range(0, len(train), MASK_CHUNK):
+            chunk = train[start:start + MASK_CHUNK]
+            images_ = [_read(out / Path(row["path"]).relative_to(path_prefix), "RGB") for _, row in chunk]
             if method == "trimap":
-                for sample in chunk:
-                    yield masks.trimap_to_mask(_read(sample.trimap)), "trimap"
+                for (sample, row), image in zip(chunk, images_):
+                    trimap, problem = _read_trimap(sample.trimap, image.shape[:2])
+                    if trimap is not None:
+                        yield masks.trimap_to_mask(trimap), "trimap"
+                        continue
+                    tqdm.write(f"fetch: no usable trimap for {sample.path} ({problem}); GrabCut mask instead "
+                               f"(train, {row['class']})", file=sys.stderr)
+                    yield masks.grabcut_or_box(image, sample.box, settings.min_area)
                 continue
-            images = [_read(sample.path, "RGB") for sample in chunk]
-            found = (segmenter.masks(images, [s.prompt for s in chunk], settings.threshold) if segmenter
-                     else [None] * len(chunk))
-            for sample, image, mask in zip(chunk, images, found):
+            found = (segmenter.masks(images_, [sample.prompt for sample, _ in chunk], settings.threshold)
+                     if segmenter else [None] * len(chunk))
+            for (sample, _), image, mask in zip(chunk, images_, found):
                 if mask is not None and masks.covers(mask, settings.min_area):
                     yield mask, method
                 else:
@@ -123,15 +168,37 @@ def _read(path: Path, mode: str | None = None) -> np.ndarray:
         return np.array(image.convert(mode) if mode else image)
 
 
+def _read_trimap(path: Path | None, shape: tuple[int, int]) -> tuple[np.ndarray | None, str]:
+    """A pets trimap of the image's shape, or None and why not."""
+    if path is None or not path.exists():
+        return None, "no such file"
+    try:
+        trimap = _read(path)
+    except (OSError, SyntaxError, ValueError) as err:  # missing, not an image, truncated
+        return None, str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if trimap.shape != shape:
+        return None, f"its shape {trimap.shape} is not the image's {shape}"
+    return trimap, ""
+
+
+def shot_order(candidates: list[Sample], shots: int, seed: int, label: int) -> list[Sample]:
+    """A class's files in the order fetch tries them: the seeded draw of shots (in name order), then the
+    others in a second seeded order, the replacements for drawn files that turn out unusable. Depends on
+    neither the file system's order nor which other classes are kept."""
+    candidates = sorted(candidates, key=lambda s: s.path.name)
+    drawn = sorted(np.random.default_rng([seed, label]).choice(len(candidates), min(shots, len(candidates)),
+                                                              replace=False))
+    others = [i for i in range(len(candidates)) if i not in set(drawn)]
+    others = [others[i] for i in np.random.default_rng([seed, label, 1]).permutation(len(others))]
+    return [candidates[i] for i in [*drawn, *others]]
+
+
 def select_shots(samples: list[Sample], shots: int, seed: int) -> list[Sample]:
-    """shots samples per class, drawn per seed from the class's files in name order, so the choice
-    depends on neither the file system nor which other classes are kept. Sorted by label, then name."""
+    """The first shots of each class's shot_order, sorted by label, then name: the split when every file is usable."""
     by_class: dict[int, list[Sample]] = defaultdict(list)
     for sample in samples:
         by_class[sample.label].append(sample)
     chosen = []
     for label in sorted(by_class):
-        candidates = sorted(by_class[label], key=lambda s: s.path.name)
-        picks = np.random.default_rng([seed, label]).choice(len(candidates), shots, replace=False)
-        chosen.extend(candidates[i] for i in sorted(picks))
+        chosen += sorted(shot_order(by_class[label], shots, seed, label)[:shots], key=lambda s: s.path.name)
     return chosen
