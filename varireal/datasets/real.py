@@ -59,7 +59,7 @@ class RealDataset:
         io.write_json(out / "classes.json", names)
         train = select_shots(self.source.train, shots, seed)
         settings = self.params.mask
-        segmenter = _load_clipseg(settings.model, settings.device) if self.mask_method() == "clipseg" else None
+        segmenter = _load_clipseg(settings.model, settings.device, settings.trust_remote_code) if self.mask_method() == "clipseg" else None
         train_rows = []
         for sample, (mask, method) in tqdm(zip(train, self._masks(train, segmenter)), total=len(train),
                                            desc="copy train + masks", unit="img"):
@@ -108,9 +108,9 @@ class RealDataset:
                     yield masks.grabcut_or_box(image, sample.box, settings.min_area)
 
 
-def _load_clipseg(model: str, device: str) -> masks.ClipSeg:
+def _load_clipseg(model: str, device: str, trust_remote_code: bool) -> masks.ClipSeg:
     try:
-        return masks.ClipSeg(model, device)
+        return masks.ClipSeg(model, device, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:  # not on the hub, offline, not a CLIPSeg folder, not a valid id
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StageError(f"cannot load CLIPSeg from dataset.mask.model={model!r} ({first_line}); "
