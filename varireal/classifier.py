@@ -37,7 +37,9 @@ def create_clip(model: str, pretrained: str | None, seed: int):
 
     name = _register(model)
     torch.manual_seed(seed)
-    clip, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+    # weights_only: a .pt/.bin checkpoint is unpickled as tensors only (safetensors files are read as such)
+    clip, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(name, pretrained=pretrained,
+                                                                                   weights_only=True)
     return clip, preprocess_train, preprocess_eval, open_clip.get_tokenizer(name)
 
 

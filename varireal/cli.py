@@ -73,6 +73,21 @@ def evaluate(params: Path = PARAMS) -> None:
 
 
 @app.command()
+def store(params: Path = PARAMS) -> None:
+    """Create and migrate the MLflow store of tracking.uri now. Optional: every eval does it under a file
+    lock when needed; running it once before `dvc queue start` only keeps that out of the queued runs."""
+    from varireal import tracking
+    from varireal.params import ParamError, load
+
+    try:
+        settings = load(params).tracking
+    except ParamError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"store: {tracking.prepare_store(settings.uri)} is ready")
+
+
+@app.command()
 def report(
     params: Path = PARAMS,
     out: Path = typer.Option(Path("reports"), "--out", help="Folder for report.md, report.csv and the plot."),

@@ -133,13 +133,18 @@ class DiffusionEditor:
         return torch.float16 if self.device.type == "cuda" else torch.float32
 
     def _load(self, loader, model: str, key: str, **kwargs):
-        """loader.from_pretrained(model), failures a user can fix as one line naming the key."""
+        """loader.from_pretrained(model), failures a user can fix as one line naming the key.
+
+        Weights are read from safetensors files only, never unpickled. Code shipped with a model is never
+        run: the Auto pipelines pick their class from diffusers' own table, and no custom_pipeline or
+        trust_remote_code is passed (diffusers' default refuses custom components), so there is no param
+        to allow it."""
         try:
-            return loader.from_pretrained(model, dtype=self.dtype, **kwargs)
+            return loader.from_pretrained(model, dtype=self.dtype, use_safetensors=True, **kwargs)
         except OSError as err:
             raise StageError(
                 f"cannot load {key}={model!r} ({err.__class__.__name__}); give a diffusers model id or local "
-                "folder, downloaded beforehand for an offline run") from None
+                "folder with safetensors weights, downloaded beforehand for an offline run") from None
 
     def _load_pipeline(self, auto_class, model: str, key: str, **kwargs):
         try:

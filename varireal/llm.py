@@ -179,13 +179,16 @@ class HFChat:
     def __init__(self, params: PromptParams):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from varireal.hub import from_pretrained
         from varireal.training import resolve_device
 
         self.params = params
         self.device = resolve_device(params.device)
+        trust = params.trust_remote_code
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(params.model)
-            self.model = AutoModelForCausalLM.from_pretrained(params.model, dtype="auto").to(self.device).eval()
+            self.tokenizer = from_pretrained(AutoTokenizer, params.model, "prompt.model", trust)
+            self.model = from_pretrained(AutoModelForCausalLM, params.model, "prompt.model", trust,
+                                         dtype="auto").to(self.device).eval()
         except (OSError, ValueError) as err:
             raise StageError(f"cannot load the hf chat model {params.model!r}: {_one_line(str(err))}; "
                              "set prompt.model to a hub id or a local folder") from None

@@ -77,15 +77,18 @@ def box_mask(shape: tuple[int, int], box: Box | None) -> np.ndarray:
 class ClipSeg:
     """Text-prompted segmentation with a transformers CLIPSeg model (model id or local folder)."""
 
-    def __init__(self, model: str, device: str = "auto", batch_size: int = 8):
+    def __init__(self, model: str, device: str = "auto", batch_size: int = 8, trust_remote_code: bool = False):
         import torch
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
+        from varireal.hub import from_pretrained
         from varireal.training import resolve_device
 
         self.device = resolve_device(device)
-        self.processor = CLIPSegProcessor.from_pretrained(model)
-        self.model = CLIPSegForImageSegmentation.from_pretrained(model).to(self.device).eval()
+        # The processor loads its tokenizer and image processor through Auto classes, which honour auto_map.
+        self.processor = from_pretrained(CLIPSegProcessor, model, "dataset.mask.model", trust_remote_code)
+        self.model = from_pretrained(CLIPSegForImageSegmentation, model, "dataset.mask.model",
+                                     trust_remote_code).to(self.device).eval()
         self.batch_size = batch_size
         self._torch = torch
 

@@ -39,6 +39,7 @@ class MaskParams(Section):
     threshold: float = Field(0.4, gt=0, lt=1, description="CLIPSeg probability above which a pixel is object")
     min_area: float = Field(0.02, ge=0, lt=1, description="a mask covering less of the image falls back to GrabCut")
     device: Device = "auto"
+    trust_remote_code: bool = Field(False, description="let the CLIPSeg folder run Python code it ships (auto_map)")
 
 
 class DatasetParams(Section):
@@ -62,6 +63,7 @@ class PromptParams(Section):
     temperature: float = Field(0.0, ge=0, le=2)
     max_new_tokens: int = Field(512, ge=16)
     device: Device = "auto"
+    trust_remote_code: bool = Field(False, description="hf: let the model run Python code it ships (auto_map)")
 
     @model_validator(mode="after")
     def _llm_needs_model(self):
@@ -138,6 +140,7 @@ class ScoreParams(Section):
     batch_size: int = Field(64, ge=1)
     device: Device = "auto"
     threads: int = Field(2, ge=1)
+    trust_remote_code: bool = Field(False, description="let vqa_model run Python code it ships (auto_map)")
 
 
 class MixParams(Section):

@@ -138,12 +138,15 @@ def parse_yes_no(answer: str) -> bool | None:
 class VqaJudge:
     """A transformers vision-language model asked yes/no questions through its chat template."""
 
-    def __init__(self, model_id: str, device: torch.device):
+    def __init__(self, model_id: str, device: torch.device, trust_remote_code: bool = False):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(model_id)
+        from varireal.hub import from_pretrained
+
+        self.processor = from_pretrained(AutoProcessor, model_id, "score.vqa_model", trust_remote_code)
         self.processor.tokenizer.padding_side = "left"  # a batch's answers all start where its prompts end
-        self.model = AutoModelForImageTextToText.from_pretrained(model_id, dtype="auto").to(device).eval()
+        self.model = from_pretrained(AutoModelForImageTextToText, model_id, "score.vqa_model", trust_remote_code,
+                                     dtype="auto").to(device).eval()
 
     @torch.no_grad()
     def answers(self, images: list[Image.Image], questions: list[str]) -> list[bool | None]:
@@ -251,7 +254,7 @@ def score_pool(manifest: list[dict], real: list[dict], prompts: dict, class_name
         except ValueError as err:  # an editor must return its source's size (editing.Editor)
             raise StageError(f"{m['path']}: {err}; the editor broke its contract, run `varireal edit` again") from None
     columns["identity_kept"] = torch.tensor(kept, dtype=torch.float64)
-    vqa = VqaJudge(params.vqa_model, device).score(manifest, params.batch_size) if params.vqa_model else None
+    vqa = VqaJudge(params.vqa_model, device, params.trust_remote_code).score(manifest, params.batch_size) if params.vqa_model else None
 
     return [{"path": m["path"],
              **{name: round(float(columns[name][i]), DECIMALS) for name in ("feasibility", "presence", "identity_kept",

@@ -63,7 +63,8 @@ class RealDataset:
         names = self.class_names()
         io.write_json(out / "classes.json", names)
         settings = self.params.mask  # the model first: a wrong model id fails before any copying
-        segmenter = _load_clipseg(settings.model, settings.device) if self.mask_method() == "clipseg" else None
+        segmenter = (_load_clipseg(settings.model, settings.device, settings.trust_remote_code)
+                     if self.mask_method() == "clipseg" else None)
         counts = {"train": images.empty_counts(), "test": images.empty_counts()}
         train = self._admit_shots(out, path_prefix, shots, seed, counts["train"])
         train_rows = []
@@ -153,9 +154,9 @@ class RealDataset:
                     yield masks.grabcut_or_box(image, sample.box, settings.min_area)
 
 
-def _load_clipseg(model: str, device: str) -> masks.ClipSeg:
+def _load_clipseg(model: str, device: str, trust_remote_code: bool) -> masks.ClipSeg:
     try:
-        return masks.ClipSeg(model, device)
+        return masks.ClipSeg(model, device, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:  # not on the hub, offline, not a CLIPSeg folder, not a valid id
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StageError(f"cannot load CLIPSeg from dataset.mask.model={model!r} ({first_line}); "
