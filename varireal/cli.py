@@ -5,6 +5,7 @@ Heavy libraries are imported inside the stage that needs them, so `varireal --he
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 
@@ -15,19 +16,27 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file (schema: varireal/params.py).")
 
 
-def _run(stage: str, params: Path) -> None:
+@contextlib.contextmanager
+def _one_line_errors(command: str, params_file: Path | None = None):
+    """A bad parameter: one line and exit 2; any other error a user can act on: one line and exit 1."""
     from varireal.errors import StageError
     from varireal.params import ParamError
 
     try:
-        importlib.import_module(f"stages.{stage}").main(params)
+        yield
     except ParamError as err:
-        err.source = str(params)  # checks made after loading know the key, not the file
+        if params_file is not None:
+            err.source = str(params_file)  # checks made after loading know the key, not the file
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     except StageError as err:
-        typer.echo(f"error: {stage}: {err}", err=True)
+        typer.echo(f"error: {command}: {err}", err=True)
         raise typer.Exit(1) from None
+
+
+def _run(stage: str, params: Path) -> None:
+    with _one_line_errors(stage, params):
+        importlib.import_module(f"stages.{stage}").main(params)
 
 
 @app.command()
@@ -77,13 +86,10 @@ def store(params: Path = PARAMS) -> None:
     """Create and migrate the MLflow store of tracking.uri now. Optional: every eval does it under a file
     lock when needed; running it once before `dvc queue start` only keeps that out of the queued runs."""
     from varireal import tracking
-    from varireal.params import ParamError, load
+    from varireal.params import load
 
-    try:
+    with _one_line_errors("store", params):
         settings = load(params).tracking
-    except ParamError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"store: {tracking.prepare_store(settings.uri)} is ready")
 
 
@@ -99,19 +105,12 @@ def report(
     paired McNemar tests and bootstrap CIs, a plot against the infeasible ratio; logged as one MLflow run."""
     from varireal import report as reporting
     from varireal import tracking
-    from varireal.errors import StageError
-    from varireal.params import ParamError, load
+    from varireal.params import load
 
-    try:
+    with _one_line_errors("report", params):
         settings = load(params).tracking
         uri, experiment = tracking.resolve_uri(settings.uri), experiment or settings.experiment
         made, files = reporting.make(uri, experiment, out, bootstrap, seed)
-    except ParamError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    except StageError as err:
-        typer.echo(f"error: report: {err}", err=True)
-        raise typer.Exit(1) from None
     metrics = reporting.summary_metrics(made)
     run_id = tracking.log_run(uri, experiment, "report", {"report.bootstrap": bootstrap, "report.seed": seed},
                               metrics, {reporting.REPORT_TAG: "true"}, files)
@@ -135,18 +134,10 @@ def profile(
     import yaml
 
     from varireal import profiles
-    from varireal.errors import StageError
-    from varireal.params import ParamError
 
-    try:
+    with _one_line_errors("profile"):  # the error names the profile file, not the params file
         chosen = profiles.load(name)
         profiles.check(chosen, yaml.safe_load(params.read_text()) or {}, str(profiles.path_of(name)))
-    except ParamError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    except StageError as err:
-        typer.echo(f"error: profile: {err}", err=True)
-        raise typer.Exit(1) from None
     command = ["dvc", "exp", "run"]
     for override in profiles.overrides(chosen):
         command += ["-S", override]
