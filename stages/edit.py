@@ -26,8 +26,7 @@ WORK = SYNTHETIC.with_name(f".{SYNTHETIC.name}.partial")
 
 @lru_cache(maxsize=2)  # one source's items come one after another; a batch may span two sources
 def _source(path: str, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
-    with Image.open(path) as image, Image.open(mask_path) as mask:
-        return np.asarray(image.convert("RGB")), np.asarray(mask.convert("L")) > 127
+    return np.asarray(io.open_rgb(path)), io.read_mask(mask_path)
 
 
 def unreadable_masks(sources: list[dict]) -> dict[str, str]:

@@ -92,3 +92,20 @@ def write_image_atomic(path: str | Path, pixels) -> None:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format=Image.registered_extensions()[Path(path).suffix.lower()])
     write_bytes_atomic(path, buffer.getvalue())
+
+
+def open_rgb(path: str | Path):
+    """A PIL image in 8-bit RGB, decoded now (fetch guarantees every image under data/ converts cleanly)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def read_mask(path: str | Path):
+    """A mask file (0/255 PNG) as a boolean array: True on the object."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as mask:
+        return np.asarray(mask.convert("L")) > 127

@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from varireal.errors import StageError
+from varireal.io import open_rgb, read_mask
 
 SCORES = ["feasibility", "presence", "identity_kept", "identity_clip", "vqa"]
 SCORE_FIELDS = ["path", *SCORES]
@@ -51,17 +52,6 @@ VQA_QUESTIONS = ("Is the {attribute} of this {cls} {value}?", "Could a real phot
 
 def _readable(name: str) -> str:
     return name.replace("_", " ")
-
-
-def open_rgb(path: str) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
-
-def open_mask(path: str) -> np.ndarray:
-    """Object pixels, read the way the edit stage reads them."""
-    with Image.open(path) as mask:
-        return np.asarray(mask.convert("L")) > 127
 
 
 def identity_kept(source: np.ndarray, edited: np.ndarray, mask: np.ndarray, attribute: str) -> float:
@@ -247,7 +237,7 @@ def score_pool(manifest: list[dict], real: list[dict], prompts: dict, class_name
     for m in tqdm(manifest, desc="identity", unit="img"):
         if m["source"] not in source_pixels:
             source = real[real_index[m["source"]]]
-            source_pixels = {m["source"]: (np.asarray(open_rgb(source["path"])), open_mask(source["mask"]))}
+            source_pixels = {m["source"]: (np.asarray(open_rgb(source["path"])), read_mask(source["mask"]))}
         pixels, mask = source_pixels[m["source"]]
         try:
             kept.append(identity_kept(pixels, np.asarray(open_rgb(m["path"])), mask, m["attribute"]))

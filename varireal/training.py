@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
+from varireal import io
 from varireal.params import TrainParams
 
 
@@ -33,8 +34,7 @@ class ImageRows(Dataset):
         return len(self.rows)
 
     def _decode(self, index: int) -> Image.Image:
-        with Image.open(self.rows[index]["path"]) as image:
-            return image.convert("RGB")
+        return io.open_rgb(self.rows[index]["path"])
 
     def _image(self, index: int) -> Image.Image:
         if self.decoded is None:
