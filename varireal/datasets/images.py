@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from varireal.errors import first_line
+
 # Below this a photo holds too little of the object to edit or to learn from (CLIP sees 224 px).
 MIN_SIDE = 32
 # MPO: a camera JPEG with extra frames; every JPEG reader decodes its first.
@@ -82,7 +84,7 @@ def _decode(source: Path) -> Outcome | tuple[str, str, Image.Image | None]:
         except UnidentifiedImageError:
             return Outcome("skipped", "not_an_image", "not an image Pillow can read")
         except _DECODE_ERRORS as err:
-            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            message = first_line(err)
             reason = "truncated" if "truncated" in message.lower() else "corrupt"
             return Outcome("skipped", reason, f"{reason} image ({message})")
 

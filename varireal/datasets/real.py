@@ -19,7 +19,7 @@ from tqdm import tqdm
 from varireal import io, masks
 from varireal.datasets import images
 from varireal.datasets.sources import LOADERS, Sample, Source
-from varireal.errors import StageError
+from varireal.errors import StageError, first_line
 from varireal.params import DatasetParams, ParamError
 
 # Images decoded and segmented together; bounds memory on datasets of large photos.
@@ -158,8 +158,8 @@ def _load_clipseg(model: str, device: str, trust_remote_code: bool) -> masks.Cli
     try:
         return masks.ClipSeg(model, device, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:  # not on the hub, offline, not a CLIPSeg folder, not a valid id
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StageError(f"cannot load CLIPSeg from dataset.mask.model={model!r} ({first_line}); "
+        reason = first_line(err)
+        raise StageError(f"cannot load CLIPSeg from dataset.mask.model={model!r} ({reason}); "
                          "give a model id the hub has or a local folder, or set dataset.mask.method: grabcut") from None
 
 
@@ -176,7 +176,7 @@ def _read_trimap(path: Path | None, shape: tuple[int, int]) -> tuple[np.ndarray 
     try:
         trimap = _read(path)
     except (OSError, SyntaxError, ValueError) as err:  # missing, not an image, truncated
-        return None, str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return None, first_line(err)
     if trimap.shape != shape:
         return None, f"its shape {trimap.shape} is not the image's {shape}"
     return trimap, ""
