@@ -3,14 +3,24 @@
 Resumable: images collect in data/.synthetic.partial/ (beside the output, which DVC deletes before a
 run), each written whole under its final name, so a run killed at any moment and started again edits
 only what is missing. The finished folder becomes data/synthetic in one rename.
+
+Sharded: `accelerate launch -m varireal edit` runs it in any number of processes (GPUs, nodes); a plain
+`varireal edit` is the one-process case. The source images are dealt round-robin to the processes;
+each edits the missing items of its share into the one work folder and writes a shard file (its
+manifest rows), and the main process merges the shards into a manifest byte-identical to a
+one-process run's. Several nodes need data/ on a file system they all share.
 """
 
+import shutil
 import sys
-from functools import lru_cache
+from datetime import timedelta
+from functools import partial
 from itertools import groupby
 from pathlib import Path
 
-import numpy as np
+import torch
+from accelerate import PartialState
+from accelerate.utils import InitProcessGroupKwargs, get_cpu_distributed_information, parse_flag_from_env
 from PIL import Image
 from tqdm import tqdm
 
@@ -22,11 +32,14 @@ from varireal.params import ATTRIBUTES, load
 from stages import METRICS, PROMPTS, RAW, SYNTHETIC
 
 WORK = SYNTHETIC.with_name(f".{SYNTHETIC.name}.partial")
+SHARDS = WORK / "shards"  # beside the work folder's content/, so never published into data/synthetic
 
-
-@lru_cache(maxsize=2)  # one source's items come one after another; a batch may span two sources
-def _source(path: str, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(io.open_rgb(path)), io.read_mask(mask_path)
+# The processes meet twice: after the main one has prepared the work folder (seconds) and before it
+# merges the shards. The second wait lasts as long as the slowest share: days on a real dataset (cars:
+# ~100 GPU-hours), and the whole of one share when a resumed run finds another already done. Torch's
+# default timeout (10 min with NCCL, 30 with gloo) would kill such runs, so the wait may last a month;
+# a process that fails still ends the run at once (its launcher stops the others).
+BARRIER_TIMEOUT = timedelta(days=30)
 
 
 def unreadable_masks(sources: list[dict]) -> dict[str, str]:
@@ -41,12 +54,12 @@ def unreadable_masks(sources: list[dict]) -> dict[str, str]:
     return problems
 
 
-def batches(items: list[editing.EditItem], size: int) -> list[list[editing.EditItem]]:
-    """Items of one attribute, up to size at a time. A stable sort by attribute keeps each source's
-    items adjacent and lets a batch run on into the next source's, so batches stay full."""
-    by_attribute = sorted(items, key=lambda item: ATTRIBUTES.index(item.attribute))
+def batches(jobs: list[tuple[editing.EditItem, Path]], size: int) -> list[list[tuple[editing.EditItem, Path]]]:
+    """(item, path) jobs of one attribute, up to size at a time. A stable sort by attribute keeps each
+    source's items adjacent and lets a batch run on into the next source's, so batches stay full."""
+    by_attribute = sorted(jobs, key=lambda job: ATTRIBUTES.index(job[0].attribute))
     out = []
-    for _, group in groupby(by_attribute, key=lambda item: item.attribute):
+    for _, group in groupby(by_attribute, key=lambda job: job[0].attribute):
         group = list(group)
         out += [group[start:start + size] for start in range(0, len(group), size)]
     return out
@@ -54,8 +67,9 @@ def batches(items: list[editing.EditItem], size: int) -> list[list[editing.EditI
 
 def plan_digest(items: list[editing.EditItem], params) -> str:
     """What fixes the pool's bytes: the items, the editor's settings and the input files' contents.
-    Not the batch size or the device: a run resumed on a smaller GPU may change them."""
-    settings = params.edit.model_dump(exclude={"batch_size", "device"})
+    Not the batch size, device or workers (nor the number of processes): a run resumed on other
+    hardware may change them."""
+    settings = params.edit.model_dump(exclude={"batch_size", "device", "workers"})
     inputs = sorted({path for item in items for path in (item.source, item.mask)})
     return resume.digest([editing.manifest_row(item, "") for item in items], settings,
                          {path: resume.file_digest(path) for path in inputs})
@@ -63,6 +77,10 @@ def plan_digest(items: list[editing.EditItem], params) -> str:
 
 def main(params_path="params.yaml") -> None:
     params = load(params_path)
+    # accelerate treats processes without a GPU as a group only when told they are CPU processes; without
+    # that, each would think it is alone and edit every item.
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or params.edit.device == "cpu" or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu, **InitProcessGroupKwargs(timeout=BARRIER_TIMEOUT).to_kwargs())
     sources = io.read_csv(RAW / "train.csv")
     values = io.read_json(PROMPTS)
     planned = editing.plan(sources, values, params.edit.attributes, params.edit.per_image, params.seed, SYNTHETIC)
@@ -70,30 +88,49 @@ def main(params_path="params.yaml") -> None:
         raise StageError(f"edit.backend composite paints only the embedded world's procedural values, not "
                          f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}; use edit.backend: diffusion")
     unreadable = unreadable_masks(sources)
-    for mask, why in unreadable.items():
-        print(f"edit: warning: mask {mask} is {why}; skipping its image's edits", file=sys.stderr, flush=True)
+    if state.is_main_process:  # one warning per mask, not one per process
+        for mask, why in unreadable.items():
+            print(f"edit: warning: mask {mask} is {why}; skipping its image's edits", file=sys.stderr, flush=True)
     items = [item for item in planned if item.mask not in unreadable]
-
     relative = {item: Path(item.path).relative_to(SYNTHETIC) for item in items}
-    staging = resume.start(WORK, plan_digest(planned, params), relative.values())
-    todo = [item for item in items if not (staging / relative[item]).is_file()]
-    if len(todo) < len(items):
-        print(f"edit: resuming, {len(items) - len(todo)} of {len(items)} items already done", flush=True)
 
-    editor = editing.make_editor(params.edit)
+    if state.is_main_process:  # the others wait: they must not write into a folder being cleaned
+        resume.start(WORK, plan_digest(planned, params), relative.values())
+        shutil.rmtree(SHARDS, ignore_errors=True)  # an earlier run's, perhaps with another number of processes
+        done = sum((resume.content_of(WORK) / path).is_file() for path in relative.values())
+        if done:
+            print(f"edit: resuming, {done} of {len(items)} items already done", flush=True)
+    state.wait_for_everyone()
+
+    staging = resume.content_of(WORK)
+    share = editing.share(items, state.process_index, state.num_processes)
+    print(f"edit: process {state.process_index + 1} of {state.num_processes}: {len(share)} of {len(items)} items",
+          flush=True)
+    jobs = [(item, staging / relative[item]) for item in share if not (staging / relative[item]).is_file()]
+    editor = editing.make_editor(params.edit, state.device)
+    # The processes of this node (torchrun's or MPI's count) share its CPUs.
+    workers = editing.cpu_workers(params.edit.workers, get_cpu_distributed_information().local_world_size)
     in_batches = HalvingBatches(params.edit.batch_size, "edit")
-    with tqdm(total=len(items), initial=len(items) - len(todo), desc=f"edit ({editor.name})", unit="img") as bar:
-        for batch in batches(todo, params.edit.batch_size):
-            edited = in_batches(editor.edit_batch, [(*_source(item.source, item.mask), item) for item in batch])
-            for item, pixels in zip(batch, edited):
-                io.write_image_atomic(staging / relative[item], pixels)
-            bar.update(len(batch))
+    with tqdm(total=len(share), initial=len(share) - len(jobs), desc=f"edit ({editor.name})", unit="img",
+              disable=not state.is_main_process) as bar:
+        if editor.name == "composite" and workers > 1:
+            for written in editing.edit_to_files_in_workers(editor, jobs, workers):
+                bar.update(written)
+        else:  # the diffusion editor keeps its process's GPU busy with batches
+            for batch in batches(jobs, params.edit.batch_size):
+                in_batches(partial(editing.edit_to_files, editor), batch)
+                bar.update(len(batch))
+    editing.write_shard(SHARDS, state.process_index, state.num_processes,
+                        [editing.manifest_row(item, editor.name) for item in share], in_batches.halvings)
+    state.wait_for_everyone()
 
-    # Derived from the plan alone, so a resumed run's manifest and metrics equal an uninterrupted run's
-    # (halvings aside: they count this run's out-of-memory errors).
-    io.write_csv(staging / "manifest.csv", [editing.manifest_row(item, editor.name) for item in items],
-                 editing.MANIFEST_FIELDS)
-    io.write_json(METRICS / "edit.json", {"planned": len(planned), "written": len(items),
-                                          "skipped_missing_mask": len(planned) - len(items),
-                                          "out_of_memory_halvings": in_batches.halvings})
-    resume.publish(WORK, SYNTHETIC)
+    if state.is_main_process:
+        # Rows derived from the plan alone, so a resumed or sharded run's manifest and metrics equal an
+        # uninterrupted one-process run's (halvings aside: they count this run's out-of-memory errors).
+        rows, halvings = editing.merge_shards(SHARDS, state.num_processes, items)
+        io.write_csv(staging / "manifest.csv", rows, editing.MANIFEST_FIELDS)
+        io.write_json(METRICS / "edit.json", {"planned": len(planned), "written": len(items),
+                                              "skipped_missing_mask": len(planned) - len(items),
+                                              "out_of_memory_halvings": halvings})
+        resume.publish(WORK, SYNTHETIC)
+    state.destroy_process_group()

@@ -39,6 +39,7 @@ def test_flat_params_use_dotted_keys():
         ("mix", {"mix": {"infeasable_ratio": 0.5}}, "mix.infeasable_ratio", "0.5"),
         ("train", {"train": {"steps": "many"}}, "train.steps", "many"),
         ("edit", {"edit": {"attributes": ["color", "smell"]}}, "edit.attributes.1", "smell"),
+        ("edit", {"edit": {"workers": 0}}, "edit.workers", "0"),
         ("fetch", {"dataset": {"shots": 500}}, "dataset.shots", "500"),
     ],
 )

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from PIL import Image
@@ -61,8 +62,10 @@ def env() -> dict[str, str]:
 
 
 def kill_when(images_done: int) -> None:
-    """Start `varireal edit`, SIGKILL it as soon as at least images_done images are in the work folder."""
-    process = subprocess.Popen([VARIREAL, "edit"], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start `varireal edit`, SIGKILL it as soon as at least images_done images are in the work folder.
+    Only the edit process is killed, not its workers: they must end with it, not write on."""
+    process = subprocess.Popen([VARIREAL, "edit"], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # its own process group: its workers can be found
     try:
         while process.poll() is None and len(stats(CONTENT) if CONTENT.is_dir() else {}) < images_done:
             time.sleep(0.002)
@@ -70,6 +73,22 @@ def kill_when(images_done: int) -> None:
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert process.returncode == -signal.SIGKILL, "edit finished before the kill"
+    deadline = time.monotonic() + 10
+    while (left := survivors(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not left, f"{len(left)} workers outlived the killed edit"
+
+
+def survivors(group: int) -> list[psutil.Process]:
+    """Live (not zombie) processes of a process group."""
+    alive = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return alive
 
 
 def kill_inside(module: str, name: str, call: int, condition: str = "True") -> None:
@@ -96,6 +115,7 @@ def check_after_kill(reference: dict[str, bytes], seen: dict[str, tuple[int, int
 
 
 def test_edit_killed_at_any_moment_resumes_to_the_same_bytes(project, tmp_path):
+    project(edit={"workers": 1})
     run("fetch", "prompt", "edit")
     reference = files(Path("data/synthetic"))
     reference_metrics = Path("metrics/edit.json").read_bytes()
@@ -103,15 +123,19 @@ def test_edit_killed_at_any_moment_resumes_to_the_same_bytes(project, tmp_path):
     shutil.rmtree("data/synthetic")
     seen: dict[str, tuple[int, int]] = {}
 
+    project(edit={"workers": 2})  # not part of the plan: the runs below resume each other
     kill_when(1)  # from outside, soon after the start
     check_after_kill(reference, seen)
     assert 1 <= len(seen) < images
 
-    # Mid-write: the fifth image of this run is written to its temp file, not yet renamed.
+    # Mid-write: the fifth image of this run is written to its temp file, not yet renamed. In this
+    # process (workers are separate processes, which the wrapper does not reach).
+    project(edit={"workers": 1})
     kill_inside("os", "replace", 5, "str(args[1]).endswith('.png')")
     check_after_kill(reference, seen)
     assert any(p.name.startswith(".") for p in CONTENT.rglob("*"))
 
+    project(edit={"workers": 2})
     kill_when(images // 2)  # from outside, about half way
     check_after_kill(reference, seen)
     assert images // 2 <= len(seen) < images
@@ -182,9 +206,10 @@ def fails_above(limit: int, calls: list[int]):
 
 
 def test_edit_out_of_memory_halves_the_batch_once_and_keeps_the_results(project, monkeypatch):
+    project(edit={"workers": 1})  # batches in this process, as the diffusion editor's (the patch reaches them)
     run("fetch", "prompt", "edit")
     reference = files(Path("data/synthetic"))
-    project(edit={"batch_size": 8})
+    project(edit={"batch_size": 8, "workers": 1})
     calls: list[int] = []
     monkeypatch.setattr(CompositeEditor, "edit_batch", fails_above(2, calls))
     result = CliRunner().invoke(app, ["edit"])
@@ -197,6 +222,7 @@ def test_edit_out_of_memory_halves_the_batch_once_and_keeps_the_results(project,
 
 
 def test_edit_out_of_memory_at_batch_1_is_one_line_error(project, monkeypatch):
+    project(edit={"workers": 1})
     run("fetch", "prompt")
     monkeypatch.setattr(CompositeEditor, "edit_batch", fails_above(0, []))
     result = CliRunner().invoke(app, ["edit"])

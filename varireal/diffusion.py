@@ -110,9 +110,12 @@ class DiffusionEditor:
 
     name = "diffusion"
 
-    def __init__(self, params: EditParams):
+    def __init__(self, params: EditParams, process_device=None):
+        """process_device: the device this process owns (accelerate's PartialState().device: cuda:N for the
+        N-th process of a node); None: the first CUDA device if any."""
         self.params = params
         self.settings = params.diffusion
+        self.process_device = process_device
 
     # Models ------------------------------------------------------------------------------------
 
@@ -124,7 +127,12 @@ class DiffusionEditor:
 
         if self.params.device == "cuda" and not torch.cuda.is_available():
             raise StageError("edit.device is cuda but torch finds no CUDA device; set edit.device to auto or cpu")
-        return resolve_device(self.params.device)
+        if self.process_device is None or self.params.device == "cpu":
+            return resolve_device(self.params.device)
+        own = torch.device(self.process_device)
+        # auto: whatever accelerate gave this process; cuda: its GPU if it has one. Each process of a node
+        # then works on its own GPU, not all of them on cuda:0.
+        return own if self.params.device == "auto" or own.type == "cuda" else resolve_device("cuda")
 
     @property
     def dtype(self):

@@ -117,8 +117,19 @@ class EditParams(Section):
     per_image: int = Field(5, ge=1, description="edits per real image, attribute and feasibility")
     texture_strength: float = Field(0.8, ge=0, le=1, description="how much the new texture replaces the old (diffusion: before inpainting)")
     batch_size: int = Field(4, ge=1, description="diffusion: items per pipeline call")
-    device: Device = "auto"
+    device: Device = Field("auto", description="diffusion: auto is each process's own GPU under accelerate")
+    workers: Literal["auto"] | int = Field(
+        "auto", description="composite: processes editing in parallel on the CPU; auto: this process's CPUs divided "
+                            "by the accelerate processes on this machine. The diffusion editor runs in its process "
+                            "(one per GPU: accelerate launch)")
     diffusion: DiffusionParams = DiffusionParams()
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, workers):
+        if workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+            return workers
+        raise ValueError("must be auto or a whole number of at least 1")
 
     @model_validator(mode="after")
     def _unique_attributes(self):

@@ -2,8 +2,8 @@
 
 Layout of a work folder: `plan` (the plan's digest), `content/` (the output as it grows, each file
 written whole under its final name) and, while publishing, `replaced/` (the previous output on its
-way out). The folder sits beside the output, not inside it: DVC deletes a stage's outputs before it
-runs the stage again.
+way out); anything else in it (edit's `shards/`) is the caller's. The folder sits beside the output,
+not inside it: DVC deletes a stage's outputs before it runs the stage again.
 """
 
 from __future__ import annotations
@@ -42,13 +42,18 @@ def start(work: Path, plan: str, keep: Iterable[Path]) -> Path:
         work.mkdir(parents=True)
         io.write_text_atomic(plan_file, plan)  # last: a kill before it leaves a folder the next run wipes
     shutil.rmtree(work / "replaced", ignore_errors=True)
-    content = work / "content"
+    content = content_of(work)
     content.mkdir(exist_ok=True)
     wanted = {Path(path) for path in keep}
     for path in [p for p in content.rglob("*") if p.is_file() or p.is_symlink()]:
         if path.relative_to(content) not in wanted:
             path.unlink()
     return content
+
+
+def content_of(work: Path) -> Path:
+    """Where start puts the growing output: for processes that share a work folder another one started."""
+    return work / "content"
 
 
 def publish(work: Path, target: Path) -> None:
@@ -59,5 +64,5 @@ def publish(work: Path, target: Path) -> None:
     if target.exists():
         os.replace(target, replaced)
     shutil.rmtree(replaced, ignore_errors=True)
-    os.replace(work / "content", target)
+    os.replace(content_of(work), target)
     shutil.rmtree(work)
