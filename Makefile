@@ -23,8 +23,10 @@ test: install
 test-slow: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slow
 
+# Each script prints figures measured in one run against a baseline from the same run (README "Performance").
 bench: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ratio_cost.py
+	for script in edit_throughput train_throughput ratio_cost startup_memory; do \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/$$script.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) *.egg-info

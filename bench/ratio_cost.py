@@ -7,16 +7,13 @@
 Usage: .venv/bin/python bench/ratio_cost.py
 """
 
-import os
-import platform
+from common import Project, machine
 
-from common import Project
-
+print(machine())
 project = Project()
 first = project.sh("dvc", "repro")
 full = project.sh("dvc", "repro", "-f")
 new_ratio = project.sh("dvc", "exp", "run", "-S", "mix.infeasible_ratio=0.5")
-print(f"machine: {platform.machine()}, {os.cpu_count()} cores")
 print(f"first dvc repro (fresh copy):            {first:6.1f} s  (target < 300 s)")
 print(f"full dvc repro -f:                       {full:6.1f} s")
 print(f"dvc exp run -S mix.infeasible_ratio=0.5: {new_ratio:6.1f} s")

@@ -69,7 +69,7 @@ def plan_digest(items: list[editing.EditItem], params) -> str:
     """What fixes the pool's bytes: the items, the editor's settings and the input files' contents.
     Not the batch size, device or workers (nor the number of processes): a run resumed on other
     hardware may change them."""
-    settings = params.edit.model_dump(exclude={"batch_size", "device", "workers"})
+    settings = params.edit.model_dump(exclude={"batch_size", "device", "workers", "launcher"})
     inputs = sorted({path for item in items for path in (item.source, item.mask)})
     return resume.digest([editing.manifest_row(item, "") for item in items], settings,
                          {path: resume.file_digest(path) for path in inputs})

@@ -40,6 +40,7 @@ def test_flat_params_use_dotted_keys():
         ("train", {"train": {"steps": "many"}}, "train.steps", "many"),
         ("edit", {"edit": {"attributes": ["color", "smell"]}}, "edit.attributes.1", "smell"),
         ("edit", {"edit": {"workers": 0}}, "edit.workers", "0"),
+        ("train", {"train": {"launcher": "accelerate launch"}}, "train.launcher", "accelerate launch"),
         ("fetch", {"dataset": {"shots": 500}}, "dataset.shots", "500"),
     ],
 )

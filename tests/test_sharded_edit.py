@@ -1,15 +1,11 @@
 """edit in several processes (accelerate launch) and with several CPU workers writes what one process
 writes, byte for byte; a sharded run killed part way finishes in any number of processes.
 
-accelerate 1.15 runs `launch --cpu --num_processes N` as one process unless MPI starts them; its
-`--multi_gpu` launcher (torchrun) starts N processes also without a GPU, and ACCELERATE_USE_CPU makes
-them a gloo group on the CPU, as on a machine without GPUs."""
+The processes start as `accelerate launch --cpu --num_processes 2 ... -m varireal edit` (tests/launching.py)."""
 
-import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +15,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REPO
+from launching import launch
 from test_resume import files
 from test_stages import run
 from varireal import editing, io
@@ -30,18 +26,6 @@ from varireal.params import load
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 CONTENT = Path("data/.synthetic.partial/content")
 SHARE_LINE = re.compile(r"edit: process (\d+) of (\d+): (\d+) of (\d+) items")
-
-
-def launch(processes: int, **popen) -> subprocess.Popen:
-    """`accelerate launch ... -m varireal edit` on the CPU, on a free port of the loopback interface."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-               "--main_process_port", str(port), "-m", "varireal", "edit"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.Popen(command, env=env, **popen)
 
 
 SMALLER = {"dataset": {"shots": 1}}  # ten source images, 120 edits
@@ -59,7 +43,7 @@ def reference(project) -> tuple[dict[str, bytes], bytes]:
 
 def test_two_processes_write_what_one_process_writes(project):
     pool, metrics = reference(project)
-    process = launch(2, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = launch("edit", 2, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 0, output[-3000:]
     assert files(Path("data/synthetic")) == pool  # manifest and every image; no shard file among them
@@ -80,11 +64,10 @@ def test_two_processes_write_what_one_process_writes(project):
 
 def test_two_process_run_killed_part_way_finishes_in_one_process(project):
     pool, metrics = reference(project)
-    process = launch(2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = launch("edit", 2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while process.poll() is None and not (CONTENT.is_dir() and any(CONTENT.rglob("*.png"))):
         time.sleep(0.002)
-    # Every process at once, as on a node that dies: the launcher, and the edit processes, which torchrun
-    # starts in sessions of their own.
+    # Every process at once, as on a node that dies: the launcher, mpirun and the edit processes.
     children = psutil.Process(process.pid).children(recursive=True)
     for member in [process, *children]:
         member.send_signal(signal.SIGKILL)

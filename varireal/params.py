@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ATTRIBUTES = ("background", "color", "texture")
 Attribute = Literal["background", "color", "texture"]
@@ -28,6 +28,16 @@ class Section(BaseModel):
 
 
 Device = Literal["auto", "cpu", "cuda"]
+# What runs `varireal <stage>` in dvc.yaml (`cmd: ${edit.launcher} varireal edit`): one process, or one per
+# GPU as `accelerate config` set them up; torchrun and mpirun also work (anything ending in -m).
+def _launcher(command: str) -> str:
+    if command.split()[-1:] != ["-m"] or len(command.split()) < 2:
+        raise ValueError("must be a command ending in -m, e.g. python -m or accelerate launch -m")
+    return command
+
+
+Launcher = Annotated[str, AfterValidator(_launcher), Field(description=(
+    "the command before `varireal <stage>`: python -m (one process) | accelerate launch [options] -m"))]
 
 
 class MaskParams(Section):
@@ -122,6 +132,7 @@ class EditParams(Section):
         "auto", description="composite: processes editing in parallel on the CPU; auto: this process's CPUs divided "
                             "by the accelerate processes on this machine. The diffusion editor runs in its process "
                             "(one per GPU: accelerate launch)")
+    launcher: Launcher = "python -m"
     diffusion: DiffusionParams = DiffusionParams()
 
     @field_validator("workers", mode="before")
@@ -191,6 +202,7 @@ class TrainParams(Section):
     threads: int = Field(2, ge=1, description="CPU threads; fixed so CPU results are reproducible")
     cache_images: bool = Field(True, description="decode each training image once and keep it in RAM")
     workers: int = Field(0, ge=0, description="data loader processes; >0 draws augmentations from other seeds")
+    launcher: Launcher = "python -m"
 
 
 class EvalParams(Section):
