@@ -1,6 +1,7 @@
 """train: fine-tune CLIP on the mixed set; the checkpoint in models/lora/, metrics in metrics/train.json."""
 
 import torch
+from accelerate import PartialState
 
 from varireal import classifier as clf
 from varireal import io, training
@@ -24,6 +25,9 @@ def main(params_path="params.yaml") -> None:
         class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora
     )
     history = training.train(classifier, real, synthetic, preprocess_train if p.augment else preprocess_eval, p)
+    state = PartialState()  # this process among those of `accelerate launch` (one without it)
+    if not state.is_main_process:
+        return
 
     meta = {"model": p.model, "pretrained": p.pretrained, "seed": p.seed, "finetune": p.finetune,
             "class_names": class_names}
@@ -38,5 +42,6 @@ def main(params_path="params.yaml") -> None:
         "real_images": len(real),
         "synthetic_images": len(synthetic),
         "trainable_parameters": trainable,
+        "processes": state.num_processes,
     })
     io.write_csv(METRICS / "train_loss.csv", history)

@@ -3,19 +3,26 @@
 Each step draws one batch of real and one batch of synthetic images and minimises
 real_weight * CE(real) + (1 - real_weight) * CE(synthetic); with only one kind present, its CE.
 The number of steps is fixed, so every condition gets the same compute and differs only in data.
+
+Under `accelerate launch` the processes train data-parallel with the results semantics of one
+process: the same steps, the same global batch (each process takes its slice of it) and the same
+loss. One process trains bit for bit as it did without accelerate.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from varireal import io
+from varireal.errors import StageError
 from varireal.params import TrainParams
 
 
@@ -53,54 +60,109 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _endless(rows: list[dict], transform, params: TrainParams, generator: torch.Generator) -> Iterator:
+class RankSlice(BatchSampler):
+    """The batches of a BatchSampler, each cut to this process's share.
+
+    Every process draws the same global batch of indices from the same seeded generator and keeps
+    only its slice, so a process decodes and augments only its own images, the processes' slices
+    partition the global batch, and the global batch does not depend on the number of processes.
+    """
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool, rank: int = 0, processes: int = 1):
+        super().__init__(sampler, batch_size, drop_last)
+        self.rank, self.processes = rank, processes
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in super().__iter__():
+            yield batch[len(batch) * self.rank // self.processes:len(batch) * (self.rank + 1) // self.processes]
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def _seed_worker(rank: int, worker_id: int) -> None:
+    """A loader process of rank > 0: its own augmentation stream, not rank 0's (base seed + worker id)."""
+    torch.manual_seed(_rank_seed(torch.initial_seed(), rank))
+
+
+def _endless(rows: list[dict], transform, params: TrainParams, generator: torch.Generator,
+             rank: int = 0, processes: int = 1) -> Iterator:
+    batch_size = min(params.batch_size, len(rows))
     loader = DataLoader(
         ImageRows(rows, transform, cache=params.cache_images),
-        batch_size=min(params.batch_size, len(rows)),
-        sampler=RandomSampler(rows, generator=generator),
-        drop_last=True,
+        batch_sampler=RankSlice(RandomSampler(rows, generator=generator), batch_size, True, rank, processes),
         num_workers=params.workers,
         persistent_workers=params.workers > 0,
         generator=generator,  # seeds the workers' augmentation: reproducible for a given `workers`
+        worker_init_fn=functools.partial(_seed_worker, rank) if rank > 0 else None,
     )
     while True:
         yield from loader
 
 
 def train(classifier, real: list[dict], synthetic: list[dict], transform, params: TrainParams) -> list[dict]:
-    """Train in place; returns the loss history [{step, loss, lr}]."""
+    """Train in place, in this process or data-parallel under `accelerate launch`; returns the loss
+    history [{step, loss, lr}] (the same on every process).
+
+    Data-parallel keeps the results semantics of one process: the same steps, the same global batch
+    (batch_size real + batch_size synthetic images per step, split between the processes) and the
+    same loss. The classifier object itself is trained, never a copy: the caller saves it unwrapped.
+    """
+    from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
     from transformers import get_cosine_schedule_with_warmup
 
-    device = resolve_device(params.device)
-    classifier.to(device).train()
+    # This process's device: train.device, or `accelerate launch --cpu`; "auto" gives each process its own GPU.
+    on_cpu = PartialState(cpu=resolve_device(params.device).type == "cpu").device.type == "cpu"
+    # Mixed precision on CUDA only (fp16 with loss scaling); the CPU trains in fp32. Params decide, not
+    # `accelerate config`, so that dvc.lock records it.
+    precision = "no" if on_cpu else {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}[params.precision]
+    # A trainable weight can take no part in the loss (CLIP's logit_scale: the classifier's scale is fixed).
+    # The graph is the same at every step; static_graph lets DDP find such weights once and leave them alone.
+    accelerator = Accelerator(cpu=on_cpu, mixed_precision=precision,
+                              kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True)])
+    rank, processes = accelerator.process_index, accelerator.num_processes
+    global_batch = {name: min(params.batch_size, len(rows))
+                    for name, rows in (("real", real), ("synthetic", synthetic)) if rows}
+    kind, smallest = min(global_batch.items(), key=lambda item: item[1])
+    if smallest < processes:
+        accelerator.wait_for_everyone()  # every process refuses; the main one says why, in one line
+        if not accelerator.is_main_process:
+            raise SystemExit(1)
+        raise StageError(f"the global batch of {smallest} {kind} images cannot be split between {processes} processes: "
+                         f"launch at most {smallest}, or raise train.batch_size (and the {kind} images in the mix)")
+    if rank > 0:  # augmentation and dropout: rank 0 keeps its stream, the others must not repeat it
+        torch.manual_seed(_rank_seed(params.seed, rank))
+
+    classifier.to(accelerator.device).train()
     trainable = [p for p in classifier.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+    # Not the scheduler: accelerate's wrapper steps it once per process at every step, for a global batch that
+    # grows with the processes. Here the global batch is fixed: one schedule step per step.
+    model, optimizer = accelerator.prepare(classifier, optimizer)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(params.warmup_ratio * params.steps), params.steps)
     generator = torch.Generator().manual_seed(params.seed)
-    batches = {name: _endless(rows, transform, params, generator)
+    batches = {name: _endless(rows, transform, params, generator, rank, processes)
                for name, rows in (("real", real), ("synthetic", synthetic)) if rows}
     weights = {"real": params.real_weight, "synthetic": 1 - params.real_weight} if len(batches) == 2 else \
         {name: 1.0 for name in batches}
 
-    # Mixed precision on CUDA only; fp16 needs loss scaling against underflow, bf16 does not.
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[params.precision]
-    use_autocast = device.type == "cuda" and autocast_dtype is not None
-    scaler = torch.amp.GradScaler(device.type, enabled=use_autocast and autocast_dtype == torch.float16)
-
     history = []
-    for step in tqdm(range(1, params.steps + 1), desc="train", unit="step"):
+    for step in tqdm(range(1, params.steps + 1), desc="train", unit="step", disable=not accelerator.is_main_process):
         drawn = {name: next(stream) for name, stream in batches.items()}
         # One forward pass over real and synthetic together; the loss weighs the two halves.
-        images = torch.cat([images for images, _ in drawn.values()]).to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
-            logits = classifier(images).float()
-        loss = torch.zeros((), device=device)
+        images = torch.cat([images for images, _ in drawn.values()]).to(accelerator.device)
+        logits = model(images).float()
+        # Each kind's summed CE over this process's slice, divided by the kind's global count / processes:
+        # DDP averages gradients over processes, which then equals the gradient of the global weighted mean.
+        loss = torch.zeros((), device=accelerator.device)
         for name, part in zip(drawn, logits.split([len(labels) for _, labels in drawn.values()])):
-            loss = loss + weights[name] * F.cross_entropy(part, drawn[name][1].to(device))
+            part_loss = F.cross_entropy(part, drawn[name][1].to(accelerator.device), reduction="sum")
+            loss = loss + weights[name] * (part_loss / (global_batch[name] / processes))
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        accelerator.backward(loss)
+        optimizer.step()
         scheduler.step()
-        history.append({"step": step, "loss": round(loss.item(), 6), "lr": scheduler.get_last_lr()[0]})
+        mean_loss = accelerator.reduce(loss.detach(), reduction="mean")
+        history.append({"step": step, "loss": round(mean_loss.item(), 6), "lr": scheduler.get_last_lr()[0]})
     return history
