@@ -4,7 +4,7 @@ copy of the project), the same classifier, trainable weights, transform, threads
 synthetic images per step). The bare loop is DataLoader -> forward -> cross-entropy -> backward ->
 AdamW, nothing else. Each loop runs twice, alternating; the faster run of each counts.
 
-Usage: .venv/bin/python bench/train_throughput.py [--steps 60]
+Usage: .venv/bin/python bench/train_throughput.py [--steps 150]
 """
 
 from __future__ import annotations
@@ -86,5 +86,5 @@ def main(steps: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=150)
     main(parser.parse_args().steps)

@@ -3,9 +3,7 @@ results semantics of one process (same steps, same global batch, same loss), and
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +11,10 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import BatchSampler, RandomSampler
 
+from conftest import REPO
+from launching import launch
 from varireal import io
 from varireal.training import RankSlice
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # the installed `varireal` and `accelerate`
 
 
 @pytest.mark.parametrize("rows, batch_size", [(20, 4), (20, 7), (5, 5), (9, 3)])
@@ -40,12 +37,6 @@ def test_rank_slices_partition_the_global_batch(rows, batch_size):
             assert all(abs(len(part) - batch_size / processes) < 1 for part in parts)  # shares differ by one at most
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # Loaded by every Python process of a launch (sitecustomize): logs each output write with the writer's rank.
 WRITE_LOG = """
 import os
@@ -64,19 +55,16 @@ for _name in ("atomic_dir", "write_json", "write_csv"):
 
 
 def launch_train(processes: int, write_log: Path | None = None) -> subprocess.CompletedProcess:
-    """`accelerate launch ... -m varireal train`; with write_log, every output write is logged there."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    """`accelerate launch --cpu ... -m varireal train`; with write_log, every output write is logged there."""
+    env = {}
     if write_log is not None:
         hooks = write_log.parent / "hooks"
         hooks.mkdir()
         (hooks / "sitecustomize.py").write_text(WRITE_LOG)
-        env |= {"PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", "VARIREAL_WRITE_LOG": str(write_log)}
-    # --multi_gpu is accelerate's torchrun launcher, GPUs or not: `--cpu --num_processes 2` starts one process
-    # (several CPU processes need mpirun there). train.device: cpu makes each process a gloo CPU process.
-    command = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), "-m", "varireal", "train"]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        env = {"PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", "VARIREAL_WRITE_LOG": str(write_log)}
+    process = launch("train", processes, extra_env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.fixture

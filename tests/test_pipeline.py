@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -130,3 +131,24 @@ def test_queued_grid_runs_two_at_a_time_and_lands_in_the_root_store(dvc_project)
     assert not list(root.glob(".dvc/tmp/exps/**/mlflow.db"))  # no stray store in the temporary copies
     artifact = Path(real.info.artifact_uri.removeprefix("file://"), "eval.json")
     assert artifact.is_file() and root in artifact.parents
+
+
+def test_launcher_params_run_edit_and_train_in_two_processes_under_dvc(dvc_project):
+    """README "Several GPUs": the launcher params put `accelerate launch` in front of edit and train.
+    On the CPU accelerate starts the processes with mpirun (tests/launching.py)."""
+    root, sh, _ = dvc_project
+    (root / "hostfile").write_text("localhost:2\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = ("accelerate launch --cpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no "
+                f"--mpirun_hostfile hostfile --main_process_port {port} -m")
+    pool = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["edit"]["outs"][0]["md5"]
+
+    out = sh("dvc", "exp", "run", "-S", f"edit.launcher='{launcher}'", "-S", f"train.launcher='{launcher}'")
+    assert ran(out) == ["edit", "train", "eval"]  # score and mix see the same pool
+    assert "edit: process 1 of 2" in out and "edit: process 2 of 2" in out
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert lock["edit"]["cmd"] == f"{launcher} varireal edit"
+    assert lock["edit"]["outs"][0]["md5"] == pool  # byte for byte what one process wrote
+    assert json.loads((root / "metrics/train.json").read_text())["processes"] == 2
