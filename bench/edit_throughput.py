@@ -56,7 +56,7 @@ def diffusion_params(models: str, device: str, batch_size: int, steps: int | Non
     from varireal.params import EditParams
 
     if models == "paper":
-        edit = profiles.load("paper")["edit"]
+        edit = profiles.load("paper", REPO / "profiles")["edit"]
         params = EditParams(**{**edit, "device": device, "batch_size": batch_size})
     else:
         import tiny_models
@@ -154,6 +154,11 @@ if __name__ == "__main__":
     args = parser.parse_args()
     print(machine())
     per_composite_edit = composite()
-    params = diffusion_params(args.models, args.device, args.batch_size, args.steps)
-    per_diffusion_edit = diffusion(params, args.items)
+    from varireal.errors import StageError
+
+    try:  # a model that cannot be loaded (offline, no such folder): one line, as from the stages
+        params = diffusion_params(args.models, args.device, args.batch_size, args.steps)
+        per_diffusion_edit = diffusion(params, args.items)
+    except StageError as err:
+        sys.exit(f"error: {err}")
     projection(per_composite_edit, per_diffusion_edit, f"{args.models} models on {args.device}")
