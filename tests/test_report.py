@@ -263,6 +263,7 @@ def test_dvc_plots_show_draws_the_report_plot(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     subprocess.run([dvc, "init", "--no-scm", "-q"], check=True)
     shutil.copy(REPO / "dvc.yaml", "dvc.yaml")
+    shutil.copy(REPO / "params.yaml", "params.yaml")  # dvc.yaml's commands are templated from it
     shutil.copytree(REPO / ".dvc/plots", ".dvc/plots", dirs_exist_ok=True)
     io.write_csv("reports/top1_vs_ratio.csv", [
         {"dataset": "world", "setting": "", "attribute": attribute, "infeasible_ratio": ratio,
