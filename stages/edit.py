@@ -18,9 +18,7 @@ from functools import partial
 from itertools import groupby
 from pathlib import Path
 
-import torch
-from accelerate import PartialState
-from accelerate.utils import InitProcessGroupKwargs, get_cpu_distributed_information, parse_flag_from_env
+from accelerate.utils import InitProcessGroupKwargs, get_cpu_distributed_information
 from PIL import Image
 from tqdm import tqdm
 
@@ -28,6 +26,7 @@ from varireal import editing, io, resume
 from varireal.batching import HalvingBatches
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
+from varireal.training import process_state
 
 from stages import METRICS, PROMPTS, RAW, SYNTHETIC
 
@@ -77,10 +76,7 @@ def plan_digest(items: list[editing.EditItem], params) -> str:
 
 def main(params_path="params.yaml") -> None:
     params = load(params_path)
-    # accelerate treats processes without a GPU as a group only when told they are CPU processes; without
-    # that, each would think it is alone and edit every item.
-    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or params.edit.device == "cpu" or not torch.cuda.is_available()
-    state = PartialState(cpu=cpu, **InitProcessGroupKwargs(timeout=BARRIER_TIMEOUT).to_kwargs())
+    state = process_state(params.edit.device, **InitProcessGroupKwargs(timeout=BARRIER_TIMEOUT).to_kwargs())
     sources = io.read_csv(RAW / "train.csv")
     values = io.read_json(PROMPTS)
     planned = editing.plan(sources, values, params.edit.attributes, params.edit.per_image, params.seed, SYNTHETIC)

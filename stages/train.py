@@ -1,7 +1,6 @@
 """train: fine-tune CLIP on the mixed set; the checkpoint in models/lora/, metrics in metrics/train.json."""
 
 import torch
-from accelerate import PartialState
 
 from varireal import classifier as clf
 from varireal import io, training
@@ -25,7 +24,7 @@ def main(params_path="params.yaml") -> None:
         class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora
     )
     history = training.train(classifier, real, synthetic, preprocess_train if p.augment else preprocess_eval, p)
-    state = PartialState()  # this process among those of `accelerate launch` (one without it)
+    state = training.process_state(p.device)  # the one training.train joined
     if not state.is_main_process:
         return
 

@@ -19,15 +19,18 @@ from conftest import REPO
 BIN = Path(sys.executable).parent
 
 
-def launch(stage: str, processes: int, extra_env: dict | None = None, **popen) -> subprocess.Popen:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def launch(stage: str, processes: int, extra_env: dict | None = None, **popen) -> subprocess.Popen:
     hostfile = Path("hostfile").resolve()
     hostfile.write_text(f"localhost:{processes}\n")
     command = [BIN / "accelerate", "launch", "--cpu", "--num_processes", str(processes), "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--mpirun_hostfile", str(hostfile),
-               "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "-m", "varireal", stage]
+               "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()), "-m", "varireal", stage]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO),
            "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": "", **(extra_env or {})}
     return subprocess.Popen(command, env=env, **popen)

@@ -4,7 +4,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SMALL, TINY_CLIP, merged
+from launching import free_port
 
 STAGES = ["fetch", "prompt", "edit", "score", "mix", "train", "eval"]
 
@@ -138,11 +138,8 @@ def test_launcher_params_run_edit_and_train_in_two_processes_under_dvc(dvc_proje
     On the CPU accelerate starts the processes with mpirun (tests/launching.py)."""
     root, sh, _ = dvc_project
     (root / "hostfile").write_text("localhost:2\n")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     launcher = ("accelerate launch --cpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no "
-                f"--mpirun_hostfile hostfile --main_process_port {port} -m")
+                f"--mpirun_hostfile hostfile --main_process_port {free_port()} -m")
     pool = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["edit"]["outs"][0]["md5"]
 
     out = sh("dvc", "exp", "run", "-S", f"edit.launcher='{launcher}'", "-S", f"train.launcher='{launcher}'")

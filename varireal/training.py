@@ -60,6 +60,19 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def process_state(device: str, **kwargs):
+    """This process among those `accelerate launch` started (alone without it), for a stage whose device
+    param is device. Processes without a GPU form a group only when accelerate is told they are CPU
+    processes, otherwise each thinks it is alone; `accelerate launch --cpu` tells it through
+    ACCELERATE_USE_CPU, which accelerate's PartialState itself does not read. kwargs go to
+    torch.distributed's init_process_group (e.g. timeout)."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or resolve_device(device).type == "cpu",
+                        **kwargs)
+
+
 class RankSlice(BatchSampler):
     """The batches of a BatchSampler, each cut to this process's share.
 
@@ -109,11 +122,11 @@ def train(classifier, real: list[dict], synthetic: list[dict], transform, params
     (batch_size real + batch_size synthetic images per step, split between the processes) and the
     same loss. The classifier object itself is trained, never a copy: the caller saves it unwrapped.
     """
-    from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_cosine_schedule_with_warmup
 
     # This process's device: train.device, or `accelerate launch --cpu`; "auto" gives each process its own GPU.
-    on_cpu = PartialState(cpu=resolve_device(params.device).type == "cpu").device.type == "cpu"
+    on_cpu = process_state(params.device).device.type == "cpu"
     # Mixed precision on CUDA only (fp16 with loss scaling); the CPU trains in fp32. Params decide, not
     # `accelerate config`, so that dvc.lock records it.
     precision = "no" if on_cpu else {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}[params.precision]
