@@ -30,9 +30,6 @@ from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, EditParams
 from varireal.prompts import FEASIBILITIES
 
-LUMA = np.float32([0.299, 0.587, 0.114])
-
-
 def edit_background(image: np.ndarray, mask: np.ndarray, value: str, rng: np.random.Generator) -> np.ndarray:
     height, width = mask.shape  # render draws squares; a real photo gets the top-left of a big enough one
     scene = render.scene(value, rng, max(height, width))[:height, :width]
@@ -45,7 +42,7 @@ def edit_color(image: np.ndarray, mask: np.ndarray, value: str, rng: np.random.G
 
 def recolor(image: np.ndarray, mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     """The object in colour rgb (floats in [0, 1]), its luminance relative to its mean kept as shading."""
-    luma = image @ LUMA
+    luma = render.luminance(image)
     relative = luma / max(float(luma[mask].mean()), 1e-3)
     recolored = rgb * relative[..., None]
     return np.where(mask[..., None], recolored, image)
@@ -67,7 +64,7 @@ def smooth_shading(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The object's shading without its old pattern: luminance blurred inside the mask (normalised
     convolution), relative to its mean. A new texture laid over it keeps the object's light and shape."""
     weight = mask.astype(np.float32)
-    luma = image @ LUMA
+    luma = render.luminance(image)
     smooth = ndimage.gaussian_filter(luma * weight, 3) / np.maximum(ndimage.gaussian_filter(weight, 3), 1e-3)
     return smooth / max(float(luma[mask].mean()), 1e-3)
 

@@ -3,6 +3,13 @@
 Everything here is a pure function of its arguments and a numpy Generator, so an image is
 reproducible from its seed. Images are float32 arrays in [0, 1], shape (H, W, 3); patterns and
 masks are (H, W).
+
+Pixels must not depend on the CPU: a value that rounds the other way changes an output's hash in
+dvc.lock. So pixel math uses elementwise IEEE operations only (+, -, *, /, sqrt, floor: exactly
+rounded on every CPU), never a BLAS product (`image @ weights` runs a kernel chosen for the CPU) nor a
+float32 sin, cos or arctan2, which numpy evaluates with kernels chosen for the CPU (its own FMA
+polynomials, SVML on AVX-512, libm without AVX2) that round differently. Those run in float64 here and
+are rounded to float32, which makes the kernels agree (tests/test_cpu_independence.py).
 """
 
 from __future__ import annotations
@@ -25,6 +32,28 @@ COLORS: dict[str, tuple[float, float, float]] = {
     "white": (0.95, 0.95, 0.95),
     "black": (0.15, 0.15, 0.15),
 }
+
+
+def sin(x) -> np.ndarray:
+    return np.sin(np.asarray(x, np.float64)).astype(np.float32)
+
+
+def cos(x) -> np.ndarray:
+    return np.cos(np.asarray(x, np.float64)).astype(np.float32)
+
+
+def arctan2(y, x) -> np.ndarray:
+    return np.arctan2(np.asarray(y, np.float64), np.asarray(x, np.float64)).astype(np.float32)
+
+
+# Rec. 601 luma weights: relative luminance of an RGB pixel.
+LUMA = (np.float32(0.299), np.float32(0.587), np.float32(0.114))
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Luma of an (H, W, 3) float32 image as a weighted sum, channel by channel: the same bits on
+    every CPU, where `image @ LUMA` would run BLAS's CPU-specific kernel."""
+    return image[..., 0] * LUMA[0] + image[..., 1] * LUMA[1] + image[..., 2] * LUMA[2]
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +89,7 @@ def _scene_meadow(rng, size):
     x, y = _grid(size)
     horizon = size * rng.uniform(0.25, 0.4)
     img = _vertical_gradient(size, (0.25, 0.60, 0.20), (0.15, 0.45, 0.10))
-    blades = 0.85 + 0.3 * _smooth_noise(rng, size, 64) * (np.sin(2 * np.pi * x / size * rng.uniform(30, 50)) > 0)
+    blades = 0.85 + 0.3 * _smooth_noise(rng, size, 64) * (sin(2 * np.pi * x / size * rng.uniform(30, 50)) > 0)
     img = img * blades[..., None]
     sky = _vertical_gradient(size, (0.55, 0.75, 0.95), (0.80, 0.90, 0.98))
     return np.where((y < horizon)[..., None], sky, img)
@@ -69,7 +98,7 @@ def _scene_meadow(rng, size):
 def _scene_desert(rng, size):
     x, y = _grid(size)
     u, v = x / size, y / size
-    dunes = np.sin(2 * np.pi * (u * rng.uniform(0.8, 1.6) + v * rng.uniform(2.0, 3.6)) + rng.uniform(0, 6.3))
+    dunes = sin(2 * np.pi * (u * rng.uniform(0.8, 1.6) + v * rng.uniform(2.0, 3.6)) + rng.uniform(0, 6.3))
     img = _vertical_gradient(size, (0.93, 0.80, 0.55), (0.85, 0.68, 0.40))
     return img * (0.88 + 0.12 * dunes)[..., None]
 
@@ -78,7 +107,7 @@ def _scene_ocean(rng, size):
     x, y = _grid(size)
     phase = rng.uniform(0, 6.3)
     u, v = x / size, y / size
-    waves = np.sin(2 * np.pi * v * rng.uniform(6, 10) + 1.5 * np.sin(2 * np.pi * u * rng.uniform(1, 2) + phase))
+    waves = sin(2 * np.pi * v * rng.uniform(6, 10) + 1.5 * sin(2 * np.pi * u * rng.uniform(1, 2) + phase))
     img = _vertical_gradient(size, (0.10, 0.35, 0.60), (0.02, 0.15, 0.35))
     return _mix(img, (0.75, 0.90, 1.0), np.clip(waves - 0.7, 0, 1) * 1.5)
 
@@ -145,7 +174,7 @@ def _pattern_plain(rng, size):
 def _pattern_stripes(rng, size):
     x, y = _grid(size)
     angle, period = rng.uniform(0, np.pi), rng.uniform(0.08, 0.14) * size
-    return (np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period) > 0).astype(np.float32)
+    return (sin(2 * np.pi * (x * cos(angle) + y * sin(angle)) / period) > 0).astype(np.float32)
 
 
 def _pattern_dots(rng, size):

@@ -1,0 +1,58 @@
+"""The data stages write the same bytes whatever kernels the CPU makes the libraries choose.
+
+The committed dvc.lock is only reproducible on another machine if no pixel depends on the CPU. The
+libraries pick kernels by CPU at run time: OpenBLAS by core type (a matrix product rounds differently
+on SkylakeX and Haswell kernels), numpy by SIMD level (float32 sin, cos, arctan2 and power), glibc's
+libm by FMA support. Forcing the oldest choices x86-64 offers on this one machine stands in for an
+older CPU: fetch, prompt, edit and mix must write the same bytes as with the native choices.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STAGES = ["fetch", "prompt", "edit", "mix"]
+
+
+def oldest_kernels() -> dict[str, str]:
+    """Environment that makes every library run the kernels of a baseline x86-64 CPU."""
+    from numpy._core import _multiarray_umath as numpy_cpu
+
+    dispatched = [name for name in numpy_cpu.__cpu_dispatch__ if numpy_cpu.__cpu_features__.get(name)]
+    return {
+        "OPENBLAS_CORETYPE": "Prescott",  # numpy's and opencv's OpenBLAS: SSE3 kernels, no FMA
+        "NPY_DISABLE_CPU_FEATURES": " ".join(dispatched),  # numpy's baseline loops only
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F,-AVX512DQ,-AVX512BW,-AVX512VL",  # libm's plain code
+        "ATEN_CPU_CAPABILITY": "default",  # torch, should pixel math ever use it
+        "MKL_CBWR": "COMPATIBLE",
+        "DNNL_MAX_CPU_ISA": "SSE41",
+    }
+
+
+def run_data_stages(folder: Path, params: Path, kernels: dict[str, str]) -> dict[str, bytes]:
+    folder.mkdir()
+    (folder / "params.yaml").write_bytes(params.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k not in oldest_kernels()} | kernels
+    script = "import sys; from varireal.cli import app\nfor stage in sys.argv[1:]: app([stage], standalone_mode=False)"
+    result = subprocess.run([sys.executable, "-c", script, *STAGES], cwd=folder, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted((folder / "data").rglob("*")) if p.is_file()}
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="forces x86-64 kernels (OpenBLAS core types, numpy SIMD levels)")
+def test_data_stages_write_the_same_bytes_under_the_oldest_kernels(project, tmp_path):
+    # Big enough that a kernel-dependent rounding shows in whole pixels: 1,920 edits of 128 px images.
+    # (With luminance as `image @ LUMA`, 12 of them differ between OpenBLAS kernels.)
+    params = project(dataset={"shots": 8, "image_size": 128}, edit={"per_image": 4})
+    native = run_data_stages(tmp_path / "native", params, {})
+    oldest = run_data_stages(tmp_path / "oldest", params, oldest_kernels())
+
+    assert sum(name.startswith("data/synthetic/images/") for name in native) == 10 * 8 * 3 * 2 * 4
+    assert native.keys() == oldest.keys()
+    differing = [name for name in native if native[name] != oldest[name]]
+    assert not differing, f"{len(differing)} files depend on the CPU's kernels, e.g. {differing[:3]}"
