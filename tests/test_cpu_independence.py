@@ -15,28 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+from check_repro import forced_kernels  # noqa: E402  (what `tools/check_repro.py --kernels oldest` forces)
+
 STAGES = ["fetch", "prompt", "edit", "mix"]
-
-
-def oldest_kernels() -> dict[str, str]:
-    """Environment that makes every library run the kernels of a baseline x86-64 CPU."""
-    from numpy._core import _multiarray_umath as numpy_cpu
-
-    dispatched = [name for name in numpy_cpu.__cpu_dispatch__ if numpy_cpu.__cpu_features__.get(name)]
-    return {
-        "OPENBLAS_CORETYPE": "Prescott",  # numpy's and opencv's OpenBLAS: SSE3 kernels, no FMA
-        "NPY_DISABLE_CPU_FEATURES": " ".join(dispatched),  # numpy's baseline loops only
-        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F,-AVX512DQ,-AVX512BW,-AVX512VL",  # libm's plain code
-        "ATEN_CPU_CAPABILITY": "default",  # torch, should pixel math ever use it
-        "MKL_CBWR": "COMPATIBLE",
-        "DNNL_MAX_CPU_ISA": "SSE41",
-    }
 
 
 def run_data_stages(folder: Path, params: Path, kernels: dict[str, str]) -> dict[str, bytes]:
     folder.mkdir()
     (folder / "params.yaml").write_bytes(params.read_bytes())
-    env = {k: v for k, v in os.environ.items() if k not in oldest_kernels()} | kernels
+    env = {k: v for k, v in os.environ.items() if k not in forced_kernels("oldest")} | kernels
     script = "import sys; from varireal.cli import app\nfor stage in sys.argv[1:]: app([stage], standalone_mode=False)"
     result = subprocess.run([sys.executable, "-c", script, *STAGES], cwd=folder, env=env,
                             capture_output=True, text=True, timeout=600)
@@ -50,7 +40,7 @@ def test_data_stages_write_the_same_bytes_under_the_oldest_kernels(project, tmp_
     # (With luminance as `image @ LUMA`, 12 of them differ between OpenBLAS kernels.)
     params = project(dataset={"shots": 8, "image_size": 128}, edit={"per_image": 4})
     native = run_data_stages(tmp_path / "native", params, {})
-    oldest = run_data_stages(tmp_path / "oldest", params, oldest_kernels())
+    oldest = run_data_stages(tmp_path / "oldest", params, forced_kernels("oldest"))
 
     assert sum(name.startswith("data/synthetic/images/") for name in native) == 10 * 8 * 3 * 2 * 4
     assert native.keys() == oldest.keys()
