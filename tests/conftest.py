@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("DVC_ROOT", None)
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))  # the scripts under test: tools/check_repro.py
 
 TINY_CLIP = {
     "embed_dim": 32,

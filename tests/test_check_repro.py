@@ -2,14 +2,11 @@
 
 import copy
 import json
-import sys
 
 import yaml
 
+from check_repro import TOLERANCES, check
 from conftest import REPO
-
-sys.path.insert(0, str(REPO / "tools"))
-from check_repro import TOLERANCES, check  # noqa: E402
 
 LOCK = yaml.safe_load((REPO / "dvc.lock").read_text())
 FILES = {path: (REPO / path).read_text() for path in TOLERANCES}

@@ -15,10 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "tools"))
-from check_repro import forced_kernels  # noqa: E402  (what `tools/check_repro.py --kernels oldest` forces)
+from check_repro import forced_kernels  # what `tools/check_repro.py --kernels oldest` forces
 
 STAGES = ["fetch", "prompt", "edit", "mix"]
 

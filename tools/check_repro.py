@@ -73,24 +73,25 @@ def outputs(lock: dict) -> dict[str, tuple[str, str]]:
     return {out["path"]: (stage, out["md5"]) for stage, entry in lock["stages"].items() for out in entry.get("outs", [])}
 
 
-def numbers(value, prefix=()) -> dict[tuple, object]:
-    """Leaves of a JSON value by path."""
+def json_leaves(value, prefix=()) -> dict[tuple, object]:
+    """Leaves of a JSON value by their key path."""
     if isinstance(value, dict):
-        return {path: leaf for key, item in value.items() for path, leaf in numbers(item, prefix + (key,)).items()}
+        return {path: leaf for key, item in value.items() for path, leaf in json_leaves(item, prefix + (key,)).items()}
     return {prefix: value}
 
 
-def leaves(path: str, text: str) -> dict[tuple, object]:
+def metric_leaves(path: str, text: str) -> dict[tuple, object]:
+    """Values of a metric file by key path: (key, ...) for JSON, (column, step) for the loss CSV."""
     if path.endswith(".csv"):
         return {(column, row["step"]): float(value) for row in csv.DictReader(io.StringIO(text))
                 for column, value in row.items() if column != "step"}
-    return numbers(json.loads(text))
+    return json_leaves(json.loads(text))
 
 
 def compare_metric(path: str, committed: str, reproduced: str) -> tuple[bool, str]:
     """Whether a model stage's metric file agrees within TOLERANCES, and the largest difference seen."""
     tolerance = TOLERANCES.get(path, {})
-    old, new = leaves(path, committed), leaves(path, reproduced)
+    old, new = metric_leaves(path, committed), metric_leaves(path, reproduced)
     if old.keys() != new.keys():
         return False, f"other entries: {sorted(set(old) ^ set(new))[:3]}"
     largest, worst = 0.0, ""
