@@ -45,8 +45,8 @@ bench: install
 lock:
 	test -x .venv-lock/bin/pip-compile || { $(PYTHON) -m venv .venv-lock && \
 		.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check pip-tools==7.6.2; }
-	.venv-lock/bin/pip-compile --quiet --extra test --all-build-deps --allow-unsafe --generate-hashes \
-		--strip-extras --no-emit-index-url --no-emit-find-links --custom-compile-command "make lock" \
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --quiet --extra test --all-build-deps \
+		--allow-unsafe --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 		$(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
 
 clean:

@@ -32,7 +32,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("fetch", "prompt", "edit", "mix")
-MODEL_STAGES = ("score", "train", "eval")
+PIPELINE = ("fetch", "prompt", "edit", "score", "mix", "train", "eval")  # dvc.yaml's order, for the report
 
 # Largest absolute difference allowed in a model stage's metric file, by file and top-level key; the
 # rest of a file must match exactly (counts, names). Measured across kernels on one machine (README):
@@ -114,7 +114,7 @@ def check(committed_lock: dict, reproduced_lock: dict, committed_files: dict[str
     """Judge a reproduction: data outputs byte for byte, model outputs by their metrics. Returns (ok, lines)."""
     old, new = outputs(committed_lock), outputs(reproduced_lock)
     ok, lines = True, []
-    for path, (stage, md5) in old.items():
+    for path, (stage, md5) in sorted(old.items(), key=lambda item: PIPELINE.index(item[1][0])):
         if path not in new:
             ok = False
             lines.append(f"FAIL  {stage:7} {path}: not produced")
