@@ -9,7 +9,8 @@ dvc.lock. So pixel math uses elementwise IEEE operations only (+, -, *, /, sqrt,
 rounded on every CPU), never a BLAS product (`image @ weights` runs a kernel chosen for the CPU) nor a
 float32 sin, cos or arctan2, which numpy evaluates with kernels chosen for the CPU (its own FMA
 polynomials, SVML on AVX-512, libm without AVX2) that round differently. Those run in float64 here and
-are rounded to float32, which makes the kernels agree (tests/test_cpu_independence.py).
+are rounded to float32, which makes the kernels agree (tests/test_cpu_independence.py) except for a
+float64 result within one step of a float32 rounding boundary, about one value in 10^9.
 """
 
 from __future__ import annotations
