@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,10 +38,15 @@ def dvc_project(tmp_path_factory):
     env |= {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
     def sh(*args: str, check=True, cwd=root) -> str:
-        result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        # Output goes through a file, not a pipe: `dvc queue start` leaves daemon workers that inherit it,
+        # and a pipe would hold the call until they exit (forever, when a celery worker hangs on shutdown).
+        with tempfile.TemporaryFile("w+") as output:
+            result = subprocess.run(args, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=600)
+            output.seek(0)
+            text = output.read()
         if check and result.returncode:
-            raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result.stdout + result.stderr
+            raise AssertionError(f"{' '.join(args)} failed:\n{text}")
+        return text
 
     sh("git", "init", "-q")
     sh("dvc", "init", "-q")
