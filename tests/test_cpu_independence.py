@@ -20,14 +20,20 @@ from check_repro import forced_kernels  # what `tools/check_repro.py --kernels o
 STAGES = ["fetch", "prompt", "edit", "mix"]
 
 
-def run_data_stages(folder: Path, params: Path, kernels: dict[str, str]) -> dict[str, bytes]:
+def start_data_stages(folder: Path, params: Path, kernels: dict[str, str]) -> subprocess.Popen:
+    """fetch, prompt, edit and mix in a new process (the kernels are chosen when libraries load)."""
     folder.mkdir()
     (folder / "params.yaml").write_bytes(params.read_bytes())
     env = {k: v for k, v in os.environ.items() if k not in forced_kernels("oldest")} | kernels
     script = "import sys; from varireal.cli import app\nfor stage in sys.argv[1:]: app([stage], standalone_mode=False)"
-    result = subprocess.run([sys.executable, "-c", script, *STAGES], cwd=folder, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    with open(folder / "stages.log", "w") as log:  # a file, not a pipe: the other run never waits on it
+        return subprocess.Popen([sys.executable, "-c", script, *STAGES], cwd=folder, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def data_files(folder: Path, process: subprocess.Popen) -> dict[str, bytes]:
+    process.wait(timeout=600)
+    assert process.returncode == 0, (folder / "stages.log").read_text()[-2000:]
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted((folder / "data").rglob("*")) if p.is_file()}
 
 
@@ -36,8 +42,9 @@ def test_data_stages_write_the_same_bytes_under_the_oldest_kernels(project, tmp_
     # Big enough that a kernel-dependent rounding shows in whole pixels: 960 edits of 128 px images.
     # (With luminance as `image @ LUMA`, 6 of them differ between OpenBLAS kernels.)
     params = project(dataset={"shots": 8, "image_size": 128}, edit={"per_image": 2})
-    native = run_data_stages(tmp_path / "native", params, {})
-    oldest = run_data_stages(tmp_path / "oldest", params, forced_kernels("oldest"))
+    runs = {name: start_data_stages(tmp_path / name, params, kernels)  # side by side on the two cores
+            for name, kernels in {"native": {}, "oldest": forced_kernels("oldest")}.items()}
+    native, oldest = (data_files(tmp_path / name, process) for name, process in runs.items())
 
     assert sum(name.startswith("data/synthetic/images/") for name in native) == 10 * 8 * 3 * 2 * 2
     assert native.keys() == oldest.keys()
