@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from varireal.profiles import merged
+from varireal_pipeline.profiles import merged
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

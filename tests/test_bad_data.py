@@ -108,7 +108,7 @@ def bad_pets(project, tmp_path, monkeypatch):
 
 
 def fetch():
-    from varireal.cli import app
+    from varireal_pipeline.cli import app
 
     return CliRunner().invoke(app, ["fetch"])
 

@@ -26,7 +26,7 @@ def start_data_stages(folder: Path, params: Path, kernels: dict[str, str]) -> su
     folder.mkdir()
     (folder / "params.yaml").write_bytes(params.read_bytes())
     env = {k: v for k, v in os.environ.items() if k not in forced_kernels("oldest")} | kernels
-    script = "import sys; from varireal.cli import app\nfor stage in sys.argv[1:]: app([stage], standalone_mode=False)"
+    script = "import sys; from varireal_pipeline.cli import app\nfor stage in sys.argv[1:]: app([stage], standalone_mode=False)"
     with open(folder / "stages.log", "w") as log:  # a file, not a pipe: the other run never waits on it
         return subprocess.Popen([sys.executable, "-c", script, *STAGES], cwd=folder, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)

@@ -16,7 +16,7 @@ from dataset_layouts import TEST_PER_CLASS, TRAIN_PER_CLASS, WRITERS, trust_flow
 
 
 def fetch():
-    from varireal.cli import app
+    from varireal_pipeline.cli import app
 
     return CliRunner().invoke(app, ["fetch"])
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from varireal import io
-from varireal.cli import app
+from varireal_pipeline.cli import app
 
 from conftest import REPO
 

@@ -136,17 +136,15 @@ def test_make_editor_picks_the_backend(models):
 
 
 def test_edit_stage_with_the_diffusion_backend(project, models):
-    import stages.edit
-    import stages.fetch
-    import stages.prompt
+    from varireal_pipeline.stages import edit, fetch, prompt
 
     params = project(dataset={"shots": 1}, edit={
         "backend": "diffusion", "model": models["inpaint"], "device": "cpu", "batch_size": 3, "per_image": 1,
         "diffusion": {"scene_model": models["scene"], "controlnet": models["controlnet"], "ip_adapter": None,
                       "resolution": SIDE, "steps": STEPS, "dilation": 2}})
-    stages.fetch.main(params)
-    stages.prompt.main(params)
-    stages.edit.main(params)
+    fetch.main(params)
+    prompt.main(params)
+    edit.main(params)
     manifest = io.read_csv("data/synthetic/manifest.csv")
     classes = io.read_json("data/raw/classes.json")
     assert len(manifest) == len(classes) * 1 * 3 * 2 * 1  # classes x shots x attributes x feasibilities x per_image

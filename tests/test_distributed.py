@@ -81,7 +81,7 @@ def fresh_accelerate_state():
 def run_in_process(*stages: str) -> None:
     from typer.testing import CliRunner
 
-    from varireal.cli import app
+    from varireal_pipeline.cli import app
 
     for stage in stages:
         result = CliRunner().invoke(app, [stage])

@@ -6,7 +6,8 @@ a GPU run takes."""
 import yaml
 from safetensors.torch import load_file, save_file
 
-from varireal import io, profiles
+from varireal import io
+from varireal_pipeline import profiles
 from varireal.classifier import create_clip
 
 from conftest import REPO
@@ -67,7 +68,7 @@ def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, ti
 def test_composite_editor_refuses_free_text_values_before_any_work(project, tmp_path):
     from typer.testing import CliRunner
 
-    from varireal.cli import app
+    from varireal_pipeline.cli import app
 
     write_pets(tmp_path / "datasets")
     project(dataset={"name": "pets", "root": str(tmp_path / "datasets"), "shots": 2})

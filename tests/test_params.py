@@ -2,7 +2,7 @@ import yaml
 import pytest
 from typer.testing import CliRunner
 
-from varireal.cli import app
+from varireal_pipeline.cli import app
 from varireal.params import ParamError, Params, load
 
 from conftest import REPO

@@ -8,8 +8,8 @@ import yaml
 from dvc.utils.hydra import apply_overrides
 from typer.testing import CliRunner
 
-from varireal import profiles
-from varireal.cli import app
+from varireal_pipeline import profiles
+from varireal_pipeline.cli import app
 from varireal.params import load, validate
 
 from conftest import REPO

@@ -24,7 +24,7 @@ OFFICIAL = {"pets": PETS, "aircraft": AIRCRAFT, "cars": CARS, "flowers102": list
 
 
 def run_prompt_stage():
-    from varireal.cli import app
+    from varireal_pipeline.cli import app
 
     return CliRunner().invoke(app, ["prompt"])
 

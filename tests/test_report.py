@@ -12,7 +12,8 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from varireal import io, tracking
+from varireal import io
+from varireal_pipeline import tracking
 from varireal.params import validate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def empty_project(project, empty_store):
 
 
 def report(*args):
-    from varireal.cli import app
+    from varireal_pipeline.cli import app
 
     return CliRunner().invoke(app, ["report", "--bootstrap", "1000", *args])
 

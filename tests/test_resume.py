@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from conftest import REPO
 from test_stages import run
 from varireal import evaluation, io
-from varireal.cli import app
+from varireal_pipeline.cli import app
 from varireal.editing import CompositeEditor
 from varireal.errors import StageError
 
@@ -33,7 +33,7 @@ VARIREAL = Path(sys.executable).with_name("varireal")  # the console script a us
 KILL_AT_CALL = """
 import os, signal, sys
 import {module} as where
-from varireal.cli import app
+from varireal_pipeline.cli import app
 target, calls, wanted = where.{name}, [0], int(sys.argv[1])
 
 def wrapper(*args, **kwargs):

@@ -20,7 +20,7 @@ from varireal.prompts import bank, bank_rules
 
 
 def invoke(*stages):
-    from varireal.cli import app
+    from varireal_pipeline.cli import app
 
     results = []
     for stage in stages:

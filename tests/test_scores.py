@@ -11,7 +11,7 @@ from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
 from varireal import editing, io, mixing, render, scoring
-from varireal.cli import app
+from varireal_pipeline.cli import app
 from varireal.params import ScoreParams
 
 from test_stages import run

@@ -19,7 +19,7 @@ from launching import launch
 from test_resume import files
 from test_stages import run
 from varireal import editing, io
-from varireal.cli import app
+from varireal_pipeline.cli import app
 from varireal.errors import StageError
 from varireal.params import load
 

@@ -16,7 +16,7 @@ STAGES = ["fetch", "prompt", "edit", "score", "mix", "train", "eval"]
 
 
 def run(*stages):
-    from varireal.cli import app
+    from varireal_pipeline.cli import app
 
     for stage in stages:
         result = CliRunner().invoke(app, [stage])

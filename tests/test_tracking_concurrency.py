@@ -11,7 +11,7 @@ WRITERS = 4
 
 def _log_one(root: str, index: int, barrier, errors) -> None:
     """One eval's log_run in its own process; DVC_ROOT as a queued experiment sees it."""
-    from varireal import tracking  # before chdir: spawn gave this process the parent's sys.path
+    from varireal_pipeline import tracking  # before chdir: spawn gave this process the parent's sys.path
 
     os.environ["DVC_ROOT"] = root
     os.chdir(root)
@@ -57,7 +57,7 @@ def test_parallel_log_runs_create_the_store_once_and_all_land_complete(tmp_path,
 
 
 def test_store_command_creates_and_migrates_the_store(project):
-    from varireal.cli import app
+    from varireal_pipeline.cli import app
 
     project(tracking={"uri": "sqlite:///runs/mlflow.db"})
     result = CliRunner().invoke(app, ["store"])

@@ -1,3 +1,3 @@
-from varireal.cli import app
+from varireal_pipeline.cli import app
 
 app(prog_name="varireal")

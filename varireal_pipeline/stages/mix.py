@@ -6,7 +6,7 @@ from varireal import io, mixing
 from varireal.errors import StageError
 from varireal.params import load
 
-from stages import MIXED, RAW, SCORES, SYNTHETIC
+from varireal_pipeline.stages import MIXED, RAW, SCORES, SYNTHETIC
 
 
 def main(params_path="params.yaml") -> None:

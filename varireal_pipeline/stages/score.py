@@ -7,7 +7,7 @@ from varireal import io, scoring
 from varireal.errors import StageError
 from varireal.params import load
 
-from stages import METRICS, PROMPTS, RAW, SCORES, SYNTHETIC
+from varireal_pipeline.stages import METRICS, PROMPTS, RAW, SCORES, SYNTHETIC
 
 
 def main(params_path="params.yaml") -> None:

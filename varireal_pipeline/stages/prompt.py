@@ -4,7 +4,7 @@ from varireal import io, prompts
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
 
-from stages import PROMPTS, RAW
+from varireal_pipeline.stages import PROMPTS, RAW
 
 
 def main(params_path="params.yaml") -> None:

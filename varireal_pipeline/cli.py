@@ -6,7 +6,6 @@ Heavy libraries are imported inside the stage that needs them, so `varireal --he
 from __future__ import annotations
 
 import contextlib
-import importlib
 from pathlib import Path
 
 import typer
@@ -34,58 +33,74 @@ def _one_line_errors(command: str, params_file: Path | None = None):
         raise typer.Exit(1) from None
 
 
-def _run(stage: str, params: Path) -> None:
-    with _one_line_errors(stage, params):
-        importlib.import_module(f"stages.{stage}").main(params)
+def _run(stage, params: Path) -> None:
+    """stage: a module of varireal_pipeline.stages, imported by the command itself (heavy libraries load
+    only for the stage that runs)."""
+    with _one_line_errors(stage.__name__.rsplit(".", 1)[-1], params):
+        stage.main(params)
 
 
 @app.command()
 def fetch(params: Path = PARAMS) -> None:
     """Render or load the dataset into data/raw/ with a few-shot training split."""
-    _run("fetch", params)
+    from varireal_pipeline.stages import fetch as stage
+
+    _run(stage, params)
 
 
 @app.command()
 def prompt(params: Path = PARAMS) -> None:
     """Write feasible and infeasible attribute values per class to data/prompts.json."""
-    _run("prompt", params)
+    from varireal_pipeline.stages import prompt as stage
+
+    _run(stage, params)
 
 
 @app.command()
 def edit(params: Path = PARAMS) -> None:
     """Edit every training image per attribute and feasibility into data/synthetic/."""
-    _run("edit", params)
+    from varireal_pipeline.stages import edit as stage
+
+    _run(stage, params)
 
 
 @app.command()
 def score(params: Path = PARAMS) -> None:
     """Score every synthetic image (feasibility, presence, identity, VQA) into data/scores/."""
-    _run("score", params)
+    from varireal_pipeline.stages import score as stage
+
+    _run(stage, params)
 
 
 @app.command()
 def mix(params: Path = PARAMS) -> None:
     """Select real and synthetic images at the infeasible ratio into data/mixed/train.csv."""
-    _run("mix", params)
+    from varireal_pipeline.stages import mix as stage
+
+    _run(stage, params)
 
 
 @app.command()
 def train(params: Path = PARAMS) -> None:
     """Fine-tune CLIP (LoRA or full) on the mixed set into models/lora/."""
-    _run("train", params)
+    from varireal_pipeline.stages import train as stage
+
+    _run(stage, params)
 
 
 @app.command("eval")
 def evaluate(params: Path = PARAMS) -> None:
     """Top-1 on the real test split into metrics/, and one MLflow run."""
-    _run("eval", params)
+    from varireal_pipeline.stages import eval as stage
+
+    _run(stage, params)
 
 
 @app.command()
 def store(params: Path = PARAMS) -> None:
     """Create and migrate the MLflow store of tracking.uri now. Optional: every eval does it under a file
     lock when needed; running it once before `dvc queue start` only keeps that out of the queued runs."""
-    from varireal import tracking
+    from varireal_pipeline import tracking
     from varireal.params import load
 
     with _one_line_errors("store", params):
@@ -103,8 +118,8 @@ def report(
 ) -> None:
     """The paper's table from every eval run in MLflow: top-1 over seeds per dataset, attribute and condition,
     paired McNemar tests and bootstrap CIs, a plot against the infeasible ratio; logged as one MLflow run."""
-    from varireal import report as reporting
-    from varireal import tracking
+    from varireal_pipeline import report as reporting
+    from varireal_pipeline import tracking
     from varireal.params import load
 
     with _one_line_errors("report", params):
@@ -133,7 +148,7 @@ def profile(
 
     import yaml
 
-    from varireal import profiles
+    from varireal_pipeline import profiles
 
     with _one_line_errors("profile"):  # the error names the profile file, not the params file
         chosen = profiles.load(name)

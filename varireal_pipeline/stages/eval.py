@@ -6,11 +6,12 @@ import os
 import torch
 
 from varireal import classifier as clf
-from varireal import evaluation, io, mixing, sheets, tracking
+from varireal import evaluation, io, mixing, sheets
+from varireal_pipeline import tracking
 from varireal.params import load
 from varireal.training import resolve_device
 
-from stages import CHECKPOINT, METRICS, MIXED, RAW, SYNTHETIC
+from varireal_pipeline.stages import CHECKPOINT, METRICS, MIXED, RAW, SYNTHETIC
 
 
 def main(params_path="params.yaml") -> None:

@@ -4,7 +4,7 @@ what it read, copied, converted and skipped in metrics/fetch.json."""
 from varireal import datasets, io
 from varireal.params import load
 
-from stages import METRICS, RAW
+from varireal_pipeline.stages import METRICS, RAW
 
 
 def main(params_path="params.yaml") -> None:

@@ -6,7 +6,7 @@ from varireal import classifier as clf
 from varireal import io, training
 from varireal.params import load
 
-from stages import CHECKPOINT, METRICS, MIXED, RAW
+from varireal_pipeline.stages import CHECKPOINT, METRICS, MIXED, RAW
 
 
 def main(params_path="params.yaml") -> None:

@@ -28,7 +28,7 @@ from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
 from varireal.training import process_state
 
-from stages import METRICS, PROMPTS, RAW, SYNTHETIC
+from varireal_pipeline.stages import METRICS, PROMPTS, RAW, SYNTHETIC
 
 WORK = SYNTHETIC.with_name(f".{SYNTHETIC.name}.partial")
 SHARDS = WORK / "shards"  # beside the work folder's content/, so never published into data/synthetic
