@@ -123,7 +123,7 @@ class DiffusionEditor:
     def device(self):
         import torch
 
-        from varireal.training import resolve_device
+        from varireal.runtime import resolve_device
 
         if self.params.device == "cuda" and not torch.cuda.is_available():
             raise StageError("edit.device is cuda but torch finds no CUDA device; set edit.device to auto or cpu")

@@ -28,6 +28,7 @@ from scipy import ndimage
 from varireal import io, render
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, EditParams
+from varireal.runtime import cpu_count
 from varireal.prompts import FEASIBILITIES
 
 def edit_background(image: np.ndarray, mask: np.ndarray, value: str, rng: np.random.Generator) -> np.ndarray:
@@ -191,8 +192,7 @@ def cpu_workers(setting: int | str, local_processes: int) -> int:
     machine (accelerate starts one per GPU), at least one each."""
     if setting != "auto":
         return int(setting)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cpus // local_processes)
+    return max(1, cpu_count() // local_processes)
 
 
 @lru_cache(maxsize=2)  # one source's items come one after another; a batch may span two sources

@@ -180,7 +180,7 @@ class HFChat:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from varireal.hub import from_pretrained
-        from varireal.training import resolve_device
+        from varireal.runtime import resolve_device
 
         self.params = params
         self.device = resolve_device(params.device)

@@ -82,7 +82,7 @@ class ClipSeg:
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         from varireal.hub import from_pretrained
-        from varireal.training import resolve_device
+        from varireal.runtime import resolve_device
 
         self.device = resolve_device(device)
         # The processor loads its tokenizer and image processor through Auto classes, which honour auto_map.

@@ -210,7 +210,7 @@ def score_pool(manifest: list[dict], real: list[dict], prompts: dict, class_name
                seed: int) -> list[dict]:
     """One row of scores per manifest row, same order. params: ScoreParams; seed fixes random CLIP weights."""
     from varireal.classifier import create_clip
-    from varireal.training import resolve_device
+    from varireal.runtime import resolve_device
 
     device = resolve_device(params.device)
     clip, _, preprocess, tokenizer = create_clip(params.model, params.pretrained, seed)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from varireal import io
 from varireal.errors import StageError
 from varireal.params import TrainParams
+from varireal.runtime import process_state
 
 
 class ImageRows(Dataset):
@@ -52,25 +53,6 @@ class ImageRows(Dataset):
 
     def __getitem__(self, index: int):
         return self.transform(self._image(index)), int(self.rows[index]["label"])
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-def process_state(device: str, **kwargs):
-    """This process among those `accelerate launch` started (alone without it), for a stage whose device
-    param is device. Processes without a GPU form a group only when accelerate is told they are CPU
-    processes, otherwise each thinks it is alone; `accelerate launch --cpu` tells it through
-    ACCELERATE_USE_CPU, which accelerate's PartialState itself does not read. kwargs go to
-    torch.distributed's init_process_group (e.g. timeout)."""
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or resolve_device(device).type == "cpu",
-                        **kwargs)
 
 
 class RankSlice(BatchSampler):

@@ -18,7 +18,6 @@ from functools import partial
 from itertools import groupby
 from pathlib import Path
 
-from accelerate.utils import InitProcessGroupKwargs, get_cpu_distributed_information
 from PIL import Image
 from tqdm import tqdm
 
@@ -26,7 +25,7 @@ from varireal import editing, io, resume
 from varireal.batching import HalvingBatches
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
-from varireal.training import process_state
+from varireal.runtime import local_processes, process_state
 
 from varireal_pipeline.stages import METRICS, PROMPTS, RAW, SYNTHETIC
 
@@ -76,7 +75,8 @@ def plan_digest(items: list[editing.EditItem], params) -> str:
 
 def main(params_path="params.yaml") -> None:
     params = load(params_path)
-    state = process_state(params.edit.device, **InitProcessGroupKwargs(timeout=BARRIER_TIMEOUT).to_kwargs())
+    # The composite editor alone needs no torch: light spares its import when no launcher started us.
+    state = process_state(params.edit.device, BARRIER_TIMEOUT, light=params.edit.backend == "composite")
     sources = io.read_csv(RAW / "train.csv")
     values = io.read_json(PROMPTS)
     planned = editing.plan(sources, values, params.edit.attributes, params.edit.per_image, params.seed, SYNTHETIC)
@@ -105,7 +105,7 @@ def main(params_path="params.yaml") -> None:
     jobs = [(item, staging / relative[item]) for item in share if not (staging / relative[item]).is_file()]
     editor = editing.make_editor(params.edit, state.device)
     # The processes of this node (torchrun's or MPI's count) share its CPUs.
-    workers = editing.cpu_workers(params.edit.workers, get_cpu_distributed_information().local_world_size)
+    workers = editing.cpu_workers(params.edit.workers, local_processes())
     in_batches = HalvingBatches(params.edit.batch_size, "edit")
     with tqdm(total=len(share), initial=len(share) - len(jobs), desc=f"edit ({editor.name})", unit="img",
               disable=not state.is_main_process) as bar:

@@ -3,20 +3,19 @@ the run's edits, one MLflow run."""
 
 import os
 
-import torch
 
 from varireal import classifier as clf
 from varireal import evaluation, io, mixing, sheets
 from varireal_pipeline import tracking
 from varireal.params import load
-from varireal.training import resolve_device
+from varireal.runtime import fix_cpu_threads, resolve_device
 
 from varireal_pipeline.stages import CHECKPOINT, METRICS, MIXED, RAW, SYNTHETIC
 
 
 def main(params_path="params.yaml") -> None:
     params = load(params_path)
-    torch.set_num_threads(params.train.threads)
+    fix_cpu_threads(params.train.threads)
     class_names = io.read_json(RAW / "classes.json")
     test = io.read_csv(RAW / "test.csv")
     classifier, preprocess, _ = clf.load(CHECKPOINT)

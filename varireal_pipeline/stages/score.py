@@ -1,11 +1,10 @@
 """score: scores of every synthetic image in data/scores/scores.csv; how well feasibility is told apart in
 metrics/scores.json."""
 
-import torch
-
 from varireal import io, scoring
 from varireal.errors import StageError
 from varireal.params import load
+from varireal.runtime import fix_cpu_threads
 
 from varireal_pipeline.stages import METRICS, PROMPTS, RAW, SCORES, SYNTHETIC
 
@@ -14,7 +13,7 @@ def main(params_path="params.yaml") -> None:
     params = load(params_path)
     if not (SYNTHETIC / "manifest.csv").is_file():
         raise StageError(f"{SYNTHETIC / 'manifest.csv'} is missing; run `varireal edit` first")
-    torch.set_num_threads(params.score.threads)
+    fix_cpu_threads(params.score.threads)
     manifest = io.read_csv(SYNTHETIC / "manifest.csv")
     real = io.read_csv(RAW / "train.csv")
     known = {row["path"] for row in real}

@@ -1,9 +1,8 @@
 """train: fine-tune CLIP on the mixed set; the checkpoint in models/lora/, metrics in metrics/train.json."""
 
-import torch
-
 from varireal import classifier as clf
 from varireal import io, training
+from varireal.runtime import fix_cpu_threads, process_state
 from varireal.params import load
 
 from varireal_pipeline.stages import CHECKPOINT, METRICS, MIXED, RAW
@@ -18,13 +17,12 @@ def main(params_path="params.yaml") -> None:
     synthetic = [r for r in rows if r["source"] == "synthetic"]
 
     # Same params, same bits on the CPU: fixed thread count, deterministic kernels.
-    torch.set_num_threads(p.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    fix_cpu_threads(p.threads, deterministic=True)
     classifier, preprocess_train, preprocess_eval = clf.build(
         class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora
     )
     history = training.train(classifier, real, synthetic, preprocess_train if p.augment else preprocess_eval, p)
-    state = training.process_state(p.device)  # the one training.train joined
+    state = process_state(p.device)  # the one training.train joined
     if not state.is_main_process:
         return
 
