@@ -37,7 +37,7 @@ check-repro: install
 
 # Each script prints figures measured in one run against a baseline from the same run (README "Performance").
 bench: install
-	for script in edit_throughput train_throughput ratio_cost startup_memory; do \
+	for script in edit_throughput train_throughput ratio_cost startup_memory startup; do \
 		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/$$script.py || exit 1; done
 
 # Re-resolve requirements.lock from pyproject.toml with pip-tools (in its own .venv-lock). Pins already
