@@ -1,6 +1,6 @@
 import pytest
 
-from varireal.mixing import condition, infeasible_count, select
+from varireal.mixing import condition, condition_and_attribute, infeasible_count, select
 from varireal.params import MixParams, ParamError
 
 
@@ -41,6 +41,9 @@ def test_attribute_filter_and_condition():
     assert condition(MixParams(infeasible_ratio=0)) == "feasible"
     assert condition(MixParams(infeasible_ratio=1)) == "infeasible"
     assert condition(MixParams(infeasible_ratio=0.3)) == "mixed"
+    # A real-only model trains on no edit: whatever mix.attribute says, its attribute is "none".
+    assert condition_and_attribute(MixParams(synthetic_per_class=0, attribute="color")) == ("real-only", "none")
+    assert condition_and_attribute(MixParams(infeasible_ratio=0.3, attribute="color")) == ("mixed", "color")
 
 
 def test_mix_is_deterministic_in_seed():

@@ -13,8 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from varireal import io
-from varireal_pipeline import tracking
+from varireal.mixing import condition_and_attribute
 from varireal.params import validate
+from varireal_pipeline import eval_runs, tracking
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = 200
@@ -37,29 +38,26 @@ def correct_pattern(attribute, ratio, seed):
 
 
 def log_eval_run(attribute, ratio, seed, correct, folder: Path, **params):
-    """One run exactly as stages/eval.py logs it, into the store params.yaml of the working folder names."""
+    """One run logged by eval's own writer, into the store params.yaml of the working folder names."""
     raw = yaml.safe_load(Path("params.yaml").read_text())
     raw["train"]["seed"] = seed
     if ratio is None:
         raw["mix"].update(synthetic_per_class=0)
-        condition = "real-only"
     else:
         raw["mix"].update(attribute=attribute, infeasible_ratio=ratio)
-        condition = {0.0: "feasible", 1.0: "infeasible"}.get(ratio, "mixed")
     for key, value in params.items():
         section, name = key.split(".")
         raw[section][name] = value
     settings = validate(raw, "test")
+    condition, attribute = condition_and_attribute(settings.mix)
     folder.mkdir(parents=True, exist_ok=True)
-    io.write_csv(folder / "predictions.csv", [
-        {"path": f"test/{i:03d}.png", "actual": "cat", "predicted": "cat" if right else "dog"}
-        for i, right in enumerate(correct)])
-    io.write_json(folder / "eval.json", {"top1": float(correct.mean())})
-    tags = {"condition": condition, "attribute": "none" if ratio is None else attribute, "dataset": "world",
-            "dvc.experiment": "test"}
-    return tracking.log_run(settings.tracking.uri, settings.tracking.experiment, "test", settings.flat(),
-                            {"top1": float(correct.mean())}, tags,
-                            [folder / "eval.json", folder / "predictions.csv"])
+    run = eval_runs.EvalRun(
+        params=settings.flat(), condition=condition, attribute=attribute, dataset=settings.dataset.name,
+        top1=float(correct.mean()), per_class={"cat": float(correct.mean()), "dog": None},
+        predictions=tuple(eval_runs.Prediction(f"test/{i:03d}.png", "cat", "cat" if right else "dog")
+                          for i, right in enumerate(correct)),
+        experiment="test", git_commit="0" * 40, synthetic_md5="unrecorded", checkpoint_md5="unrecorded")
+    return eval_runs.record(run, folder, settings.tracking.uri, settings.tracking.experiment)
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +136,33 @@ def row(rows, attribute, condition, reference=""):
 def exact_mcnemar(b, c):
     n = b + c
     return min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n)
+
+
+def test_eval_run_is_logged_in_the_contract_layout_and_read_back(empty_project, tmp_path):
+    """The names outside tools rely on (DESIGN.md "Contracts"), spelled out here on purpose, and the reader
+    the report uses gives back what eval's writer logged."""
+    import mlflow
+
+    correct = correct_pattern("texture", 0.5, 1)
+    run_id = log_eval_run("texture", 0.5, 1, correct, tmp_path / "logged")
+    (logged,) = mlflow.search_runs(experiment_names=["varireal"], output_format="list")
+    tags, metrics = logged.data.tags, logged.data.metrics
+    assert (tags["condition"], tags["attribute"], tags["dataset"]) == ("mixed", "texture", "world")
+    assert tags["dvc.experiment"] == "test" and tags["git.commit"] == tags["mlflow.source.git.commit"] == "0" * 40
+    assert tags["dvc.synthetic_md5"] == tags["dvc.checkpoint_md5"] == "unrecorded"
+    assert logged.data.params["mix.infeasible_ratio"] == "0.5" and logged.data.params["train.seed"] == "1"
+    assert metrics == {"top1": correct.mean(), "top1.cat": correct.mean()}  # no metric for a class without images
+    assert {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)} == {"eval.json", "predictions.csv"}
+    assert io.read_json(tmp_path / "logged" / "eval.json") == {
+        "top1": correct.mean(), "condition": "mixed", "attribute": "texture", "test_images": IMAGES,
+        "per_class": {"cat": correct.mean(), "dog": None}}
+
+    run = eval_runs.read(logged, mlflow.get_tracking_uri(), tmp_path / "downloads")
+    assert (run.run_id, run.condition, run.attribute, run.seed, run.top1) == (run_id, "mixed", "texture", "1",
+                                                                               correct.mean())
+    assert run.per_class == {"cat": correct.mean()}
+    assert [p.correct for p in run.predictions] == list(correct)
+    assert run.predictions[3] == ("test/003.png", "cat", "cat" if correct[3] else "dog")
 
 
 def test_report_table_and_statistics(store):

@@ -65,15 +65,31 @@ def filter_counts(real: list[dict], manifest: list[dict], mix: MixParams) -> dic
     return counts
 
 
+REAL_ONLY = "real-only"
+# What a real-only run shows as its attribute: it trains on no edit, so mix.attribute means nothing to it.
+NO_ATTRIBUTE = "none"
+
+
 def condition(mix: MixParams) -> str:
     """The experimental condition a mix defines, as MLflow's `condition` tag shows it."""
     if mix.synthetic_per_class == 0:
-        return "real-only"
+        return REAL_ONLY
     if mix.infeasible_ratio == 0:
         return "feasible"
     if mix.infeasible_ratio == 1:
         return "infeasible"
     return "mixed"
+
+
+def attribute_of(condition_name: str, mix_attribute: str) -> str:
+    """The attribute a run of condition_name trained on, given its mix.attribute param."""
+    return NO_ATTRIBUTE if condition_name == REAL_ONLY else mix_attribute
+
+
+def condition_and_attribute(mix: MixParams) -> tuple[str, str]:
+    """The condition and attribute a mix defines, as eval.json and MLflow's tags show them."""
+    name = condition(mix)
+    return name, attribute_of(name, mix.attribute)
 
 
 def infeasible_count(infeasible_ratio: float, synthetic_per_class: int) -> int:

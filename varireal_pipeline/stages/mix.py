@@ -22,6 +22,7 @@ def main(params_path="params.yaml") -> None:
     synthetic = counts["feasible"] + counts["infeasible"]
     summary = {
         "condition": mixing.condition(params.mix),
+        # The param as given, also for real-only (where eval.json says "none"): summary.json keeps its bytes.
         "attribute": params.mix.attribute,
         "real": counts["real"],
         "feasible": counts["feasible"],
