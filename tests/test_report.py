@@ -16,7 +16,8 @@ from varireal import io
 from varireal_pipeline import tracking
 from varireal.params import validate
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 IMAGES = 200
 SEEDS = (0, 1, 2)
 # (attribute, infeasible ratio or None for real-only) -> chance that a test image is classified right
