@@ -5,7 +5,7 @@ import os
 
 
 from varireal import classifier as clf
-from varireal import evaluation, io, mixing, sheets
+from varireal import evaluation, io, mixing, records, sheets
 from varireal_pipeline import tracking
 from varireal.params import load
 from varireal.runtime import fix_cpu_threads, resolve_device
@@ -17,7 +17,7 @@ def main(params_path="params.yaml") -> None:
     params = load(params_path)
     fix_cpu_threads(params.train.threads)
     class_names = io.read_json(RAW / "classes.json")
-    test = io.read_csv(RAW / "test.csv")
+    test = records.read_split(RAW / "test.csv")
     classifier, preprocess, _ = clf.load(CHECKPOINT)
     device = resolve_device(params.train.device)
     predictions = evaluation.predict(classifier, test, preprocess, params.eval.batch_size, device)
@@ -28,12 +28,12 @@ def main(params_path="params.yaml") -> None:
     io.write_json(METRICS / "eval.json", {"top1": scores["top1"], "condition": condition, "attribute": attribute,
                                           "test_images": scores["test_images"], "per_class": scores["per_class"]})
     io.write_csv(METRICS / "predictions.csv", [
-        {"path": row["path"], "actual": row["class"], "predicted": class_names[p]}
+        {"path": row.path, "actual": row.class_name, "predicted": class_names[p]}
         for row, p in zip(test, predictions)
     ])
 
     experiment_name = os.environ.get("DVC_EXP_NAME", "workspace")
-    sheet = sheets.contact_sheet(io.read_csv(MIXED / "train.csv"), io.read_csv(SYNTHETIC / "manifest.csv"),
+    sheet = sheets.contact_sheet(records.read_mixed(MIXED / "train.csv"), records.read_manifest(SYNTHETIC / "manifest.csv"),
                                  f"{experiment_name}: condition {condition}, attribute {attribute}, "
                                  f"infeasible_ratio {params.mix.infeasible_ratio}, top1 {scores['top1']:.4f}")
     sheets.write_png(sheet, METRICS / "contact_sheet.png")
