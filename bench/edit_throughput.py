@@ -78,7 +78,7 @@ def diffusion(params, count: int) -> dict[str, float]:
 
     from varireal.datasets import world
     from varireal.diffusion import NEGATIVE_PROMPT, DiffusionEditor, _resized, canny_edges, dilate, edit_prompt
-    from varireal.editing import EditItem
+    from varireal.edit_plan import EditItem
 
     if params.device == "cpu":
         torch.set_num_threads(len(os.sched_getaffinity(0)))

@@ -50,14 +50,14 @@ def main(steps: int) -> None:
     import torch
 
     from varireal import classifier as clf
-    from varireal import io, training
+    from varireal import io, records, training
     from varireal.params import load
 
     p = load("params.yaml").train.model_copy(update={"steps": steps})
     class_names = io.read_json("data/raw/classes.json")
-    rows = io.read_csv("data/mixed/train.csv")
-    real = [r for r in rows if r["source"] == "real"]
-    synthetic = [r for r in rows if r["source"] == "synthetic"]
+    rows = records.read_mixed("data/mixed/train.csv")
+    real = [r for r in rows if r.kind == "real"]
+    synthetic = [r for r in rows if r.kind == "synthetic"]
     torch.set_num_threads(p.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
 

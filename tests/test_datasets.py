@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from varireal import io
-from varireal.datasets.real import select_shots
+from varireal.datasets.real import shot_order
 from varireal.datasets.sources import Sample, flowers102_classes
 
 from dataset_layouts import TEST_PER_CLASS, TRAIN_PER_CLASS, WRITERS, trust_flowers_checksums
@@ -111,13 +111,14 @@ def test_shots_depend_on_the_seed_only(real):
     assert shots(1) != first
 
 
-def test_shot_selection_ignores_the_order_files_are_listed_in():
-    samples = [Sample(Path(f"/d/{label}_{k}.jpg"), label, "a car") for label in range(3) for k in range(9)]
-    chosen = select_shots(samples, 4, seed=3)
-    assert select_shots(list(reversed(samples)), 4, seed=3) == chosen
-    assert [s.label for s in chosen] == [0] * 4 + [1] * 4 + [2] * 4
-    # A class's shots do not depend on which other classes are there (dataset.classes).
-    assert select_shots([s for s in samples if s.label == 2], 4, seed=3) == chosen[8:]
+def test_shot_order_ignores_the_order_files_are_listed_in():
+    samples = [Sample(Path(f"/d/2_{k}.jpg"), 2, "a car") for k in range(9)]
+    order = shot_order(samples, 4, seed=3, label=2)
+    assert shot_order(list(reversed(samples)), 4, seed=3, label=2) == order
+    assert sorted(order, key=lambda s: s.path) == samples  # every file once: the draw, then the replacements
+    drawn = order[:4]
+    assert drawn == sorted(drawn, key=lambda s: s.path.name)  # the draw in name order
+    assert shot_order(samples, 4, seed=4, label=2)[:4] != drawn
 
 
 def test_classes_keeps_the_first_n_in_both_splits(real):

@@ -8,7 +8,8 @@ from PIL import Image
 from varireal import io
 from varireal.datasets import world
 from varireal.diffusion import DiffusionEditor, color_of, dilate
-from varireal.editing import EditItem, make_editor
+from varireal.edit_plan import EditItem
+from varireal.editing import make_editor
 from varireal.errors import StageError
 from varireal.params import EditParams
 

@@ -3,8 +3,10 @@ import pytest
 
 from varireal import render
 from varireal.datasets import world
-from varireal.editing import CompositeEditor, EditItem, plan
+from varireal.edit_plan import EditItem, plan
+from varireal.editing import CompositeEditor
 from varireal.prompts import bank
+from varireal.records import SplitRow
 from pathlib import Path
 
 
@@ -54,7 +56,7 @@ def test_edits_are_deterministic_in_their_seed(source):
 
 
 def test_plan_covers_every_image_attribute_and_feasibility_with_prompted_values():
-    sources = [{"path": f"data/raw/images/train/{c}/000{i}.png", "mask": "m.png", "label": str(l), "class": c}
+    sources = [SplitRow(f"data/raw/images/train/{c}/000{i}.png", "m.png", l, c)
                for l, c in enumerate(world.CLASS_NAMES[:3]) for i in range(2)]
     prompts = bank("world", world.CLASS_NAMES, world.ATTRIBUTES, values_per_list=3, seed=0)
     items = plan(sources, prompts, ["background", "color", "texture"], per_image=5, seed=0, out_prefix=Path("syn"))
@@ -65,7 +67,7 @@ def test_plan_covers_every_image_attribute_and_feasibility_with_prompted_values(
         assert i.value in prompts[i.class_name][i.attribute][i.feasibility]
         assert world.is_feasible(i.class_name, i.attribute, i.value) == (i.feasibility == "feasible")
     # Five edits from three values: every value used before any repeats.
-    first = [i.value for i in items if i.source == sources[0]["path"] and i.attribute == "color"
+    first = [i.value for i in items if i.source == sources[0].path and i.attribute == "color"
              and i.feasibility == "infeasible"]
     assert len(set(first[:3])) == 3
 

@@ -1,18 +1,18 @@
 import pytest
 
-from varireal.mixing import condition, condition_and_attribute, infeasible_count, select
+from varireal.mixing import candidates, condition, condition_and_attribute, infeasible_count, select
 from varireal.params import MixParams, ParamError
+from varireal.records import ManifestRow, SplitRow
 
 
 def fake_pool(classes=("a", "b"), per=(30, 30)):
-    real = [{"path": f"r/{c}{i}.png", "label": str(l), "class": c} for l, c in enumerate(classes) for i in range(3)]
+    real = [SplitRow(f"r/{c}{i}.png", f"m/{c}{i}.png", l, c) for l, c in enumerate(classes) for i in range(3)]
     manifest = [
-        {"path": f"s/{c}/{f}/{attr}{i}.png", "label": str(l), "class": c, "attribute": attr, "feasibility": f,
-         "value": "v"}
+        ManifestRow(f"s/{c}/{f}/{attr}{i}.png", f"r/{c}0.png", c, l, attr, f, "v", i, "composite")
         for l, c in enumerate(classes) for f, n in zip(("feasible", "infeasible"), per)
         for attr in ("background", "color", "texture") for i in range(n // 3)
     ]
-    return real, manifest
+    return real, candidates(manifest)
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.25, 0.5, 0.75, 1.0])
@@ -20,11 +20,11 @@ def test_mix_has_exactly_the_requested_ratio_per_class(ratio):
     real, manifest = fake_pool()
     rows = select(real, manifest, MixParams(infeasible_ratio=ratio, synthetic_per_class=20), seed=0)
     for c in ("a", "b"):
-        synthetic = [r for r in rows if r["class"] == c and r["source"] == "synthetic"]
+        synthetic = [r for r in rows if r.class_name == c and r.kind == "synthetic"]
         assert len(synthetic) == 20
-        assert sum(r["feasibility"] == "infeasible" for r in synthetic) == ratio * 20
-    assert sum(r["source"] == "real" for r in rows) == 6
-    assert len({r["path"] for r in rows}) == len(rows)
+        assert sum(r.feasibility == "infeasible" for r in synthetic) == ratio * 20
+    assert sum(r.kind == "real" for r in rows) == 6
+    assert len({r.path for r in rows}) == len(rows)
 
 
 def test_rounding_is_half_up():
@@ -36,7 +36,7 @@ def test_rounding_is_half_up():
 def test_attribute_filter_and_condition():
     real, manifest = fake_pool()
     rows = select(real, manifest, MixParams(attribute="color", infeasible_ratio=0.5, synthetic_per_class=6), seed=0)
-    assert {r["attribute"] for r in rows if r["source"] == "synthetic"} == {"color"}
+    assert {r.attribute for r in rows if r.kind == "synthetic"} == {"color"}
     assert condition(MixParams(synthetic_per_class=0)) == "real-only"
     assert condition(MixParams(infeasible_ratio=0)) == "feasible"
     assert condition(MixParams(infeasible_ratio=1)) == "infeasible"
@@ -56,7 +56,7 @@ def test_mix_is_deterministic_in_seed():
 def test_real_only_and_not_enough_edits():
     real, manifest = fake_pool()
     rows = select(real, manifest, MixParams(synthetic_per_class=0), seed=0)
-    assert {r["source"] for r in rows} == {"real"}
+    assert {r.kind for r in rows} == {"real"}
     with pytest.raises(ParamError, match="mix.synthetic_per_class"):
         select(real, manifest, MixParams(attribute="color", synthetic_per_class=25), seed=0)
     with pytest.raises(ParamError, match="mix.include_real"):

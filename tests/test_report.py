@@ -17,7 +17,8 @@ from varireal.mixing import condition_and_attribute
 from varireal.params import validate
 from varireal_pipeline import eval_runs, tracking
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 IMAGES = 200
 SEEDS = (0, 1, 2)
 # (attribute, infeasible ratio or None for real-only) -> chance that a test image is classified right

@@ -23,6 +23,7 @@ from varireal import evaluation, io
 from varireal_pipeline.cli import app
 from varireal.editing import CompositeEditor
 from varireal.errors import StageError
+from varireal.records import SplitRow
 
 WORK = Path("data/.synthetic.partial")
 CONTENT = WORK / "content"
@@ -252,7 +253,7 @@ def test_eval_out_of_memory_halves_the_batch_and_predicts_the_same(tmp_path, cap
     for i in range(11):
         path = tmp_path / f"{i}.png"
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(path)
-        rows.append({"path": str(path), "label": "0"})
+        rows.append(SplitRow(str(path), None, 0, "class"))
     from torchvision.transforms.functional import to_tensor
 
     cpu = torch.device("cpu")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dataset_layouts import write_aircraft
 from test_prompts import FakeOpenAI, cache, server, tiny_chat_model  # noqa: F401 (fixtures)
-from varireal import editing, io, llm
+from varireal import edit_plan, io, llm, records
 from varireal.datasets import world
 from varireal.params import ATTRIBUTES, PromptParams
 from varireal.prompts import bank, bank_rules
@@ -128,8 +128,8 @@ def test_hostile_class_names_stay_inside_data(project, tmp_path):
 def test_values_never_become_paths_and_hostile_ones_are_refused():
     prompts = {"../..": {attribute: {"feasible": ["../../../escape", "ok"], "infeasible": ["/etc/passwd", "x"]}
                          for attribute in ATTRIBUTES}}
-    source = {"path": "data/raw/train/x/0001.jpg", "mask": "data/raw/masks/0001.png", "class": "../..", "label": 0}
-    items = editing.plan([source], prompts, list(ATTRIBUTES), per_image=2, seed=0, out_prefix=Path("data/synthetic"))
+    source = records.SplitRow("data/raw/train/x/0001.jpg", "data/raw/masks/0001.png", 0, "../..")
+    items = edit_plan.plan([source], prompts, list(ATTRIBUTES), per_image=2, seed=0, out_prefix=Path("data/synthetic"))
     assert {item.value for item in items} >= {"../../../escape", "/etc/passwd"}
     for item in items:
         assert Path(item.path).parts[:2] == ("data", "synthetic") and ".." not in Path(item.path).parts

@@ -1,5 +1,6 @@
 """Edit scores: each score checked on a case built by hand, the score stage end to end, the mix filter."""
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -10,15 +11,15 @@ from PIL import Image
 from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
-from varireal import editing, io, mixing, render, scoring
+from varireal import edit_plan, editing, io, records, render, scoring
 from varireal_pipeline.cli import app
 from varireal.params import ScoreParams
 
 from test_stages import run
 
 
-def item(attribute: str, value: str) -> editing.EditItem:
-    return editing.EditItem(path="e.png", source="s.png", mask="m.png", label=0, class_name="trefoil",
+def item(attribute: str, value: str) -> edit_plan.EditItem:
+    return edit_plan.EditItem(path="e.png", source="s.png", mask="m.png", label=0, class_name="trefoil",
                             attribute=attribute, feasibility="feasible", value=value, seed=7)
 
 
@@ -53,7 +54,8 @@ def test_presence_is_the_softmax_probability_of_the_intended_value():
         return torch.stack([torch.eye(3)[next(i for i, v in enumerate(values) if v in t)] for t in texts])
 
     red_image = torch.tensor([[1.0, 0.0, 0.0]])
-    rows = [{"class": "tre_foil", "attribute": "color", "value": value} for value in ("red", "blue")]
+    rows = [records.ManifestRow("e.png", "s.png", "tre_foil", 0, "color", "feasible", value, 0, "composite")
+            for value in ("red", "blue")]
     got = scoring.presence(torch.cat([red_image, red_image]), rows, prompts, encode_texts, logit_scale=5.0)
     right = math.exp(5) / (math.exp(5) + 2)
     assert got.tolist() == pytest.approx([right, 1 / (math.exp(5) + 2)])
@@ -93,13 +95,13 @@ def test_score_stage_writes_scores_aligned_with_the_manifest(scored):
     manifest = io.read_csv("data/synthetic/manifest.csv")
     scores = io.read_csv("data/scores/scores.csv")
     assert [s["path"] for s in scores] == [m["path"] for m in manifest]
-    assert list(scores[0]) == scoring.SCORE_FIELDS
+    assert list(scores[0]) == records.SCORE_FIELDS
     for row in scores:
         assert 0 <= float(row["feasibility"]) <= 1 and 0 < float(row["presence"]) < 1  # probabilities
         assert float(row["identity_kept"]) == 1.0  # the composite editor keeps what it should, bit for bit
         assert -1 <= float(row["identity_clip"]) <= 1.0 + 1e-6
         assert row["vqa"] == ""  # score.vqa_model is null
-        assert all(len(row[k].split(".")[-1]) <= 6 for k in scoring.SCORES if row[k])
+        assert all(len(row[k].split(".")[-1]) <= 6 for k in records.SCORE_NAMES if row[k])
 
     # The reported AUROC is the Mann-Whitney U of feasible over infeasible scores, / (n1 * n2).
     report = io.read_json("metrics/scores.json")
@@ -122,26 +124,26 @@ def test_score_stage_writes_scores_aligned_with_the_manifest(scored):
 
 
 def test_identity_clip_of_an_image_with_itself_is_one_and_vqa_fills_its_column(scored, tiny_clip_config, tiny_vlm):
-    real = io.read_csv("data/raw/train.csv")
-    manifest = io.read_csv("data/synthetic/manifest.csv")[:2]
-    manifest[0] = {**manifest[0], "path": manifest[0]["source"]}  # an "edit" that is its own source
+    real = records.read_split("data/raw/train.csv")
+    manifest = records.read_manifest("data/synthetic/manifest.csv")[:2]
+    manifest[0] = dataclasses.replace(manifest[0], path=manifest[0].source)  # an "edit" that is its own source
     params = ScoreParams(model=str(tiny_clip_config), threads=1, vqa_model=str(tiny_vlm))
     rows = scoring.score_pool(manifest, real, io.read_json("data/prompts.json"), io.read_json("data/raw/classes.json"),
                               params, seed=0)
-    assert rows[0]["identity_clip"] == pytest.approx(1.0, abs=1e-5) and rows[0]["identity_kept"] == 1.0
-    assert rows[1]["identity_clip"] < 0.9999
-    assert [r["vqa"] for r in rows] == [1.0, 1.0]  # the yes-sayer on two feasible edits
+    assert rows[0].scores.identity_clip == pytest.approx(1.0, abs=1e-5) and rows[0].scores.identity_kept == 1.0
+    assert rows[1].scores.identity_clip < 0.9999
+    assert [r.scores.vqa for r in rows] == [1.0, 1.0]  # the yes-sayer on two feasible edits
     # Scored alone, an edit gets the numbers the stage gave it among all the others.
-    staged = io.read_csv("data/scores/scores.csv")[1]
+    staged = records.read_scores("data/scores/scores.csv")[1].scores
     for name in ("presence", "identity_kept", "identity_clip"):
-        assert rows[1][name] == pytest.approx(float(staged[name]), abs=2e-6)
+        assert rows[1].scores.get(name) == pytest.approx(staged.get(name), abs=2e-6)
 
 
 def test_mix_filter_keeps_only_edits_at_or_above_the_threshold(scored):
     baseline_csv = Path("data/mixed/train.csv")
     run("mix")
     unfiltered = (baseline_csv.read_bytes(), Path("data/mixed/summary.json").read_bytes())
-    assert baseline_csv.read_text().splitlines()[0] == ",".join(mixing.TRAIN_FIELDS)
+    assert baseline_csv.read_text().splitlines()[0] == ",".join(records.MIXED_FIELDS)
     assert "filter" not in io.read_json("data/mixed/summary.json")
 
     manifest = io.read_csv("data/synthetic/manifest.csv")
@@ -190,10 +192,9 @@ def tiny_vlm(tmp_path_factory) -> Path:
 def test_vqa_judge_scores_the_answers_a_real_model_generates(tiny_vlm, tmp_path):
     for name, size in (("a.png", (40, 40)), ("b.png", (24, 48))):
         Image.new("RGB", size, (200, 30, 30)).save(tmp_path / name)
-    rows = [{"path": str(tmp_path / "a.png"), "class": "tre_foil", "attribute": "color", "value": "red",
-             "feasibility": "feasible"},
-            {"path": str(tmp_path / "b.png"), "class": "tre_foil", "attribute": "color", "value": "neon green",
-             "feasibility": "infeasible"}]
+    rows = [records.ManifestRow(str(tmp_path / "a.png"), "s.png", "tre_foil", 0, "color", "feasible", "red", 0, "composite"),
+            records.ManifestRow(str(tmp_path / "b.png"), "s.png", "tre_foil", 0, "color", "infeasible", "neon green", 0,
+                                "composite")]
     judge = scoring.VqaJudge(str(tiny_vlm), torch.device("cpu"))
     # It says yes to everything: right twice for a feasible edit, once for an infeasible one.
     assert judge.score(rows, batch_size=2) == [1.0, 0.5]

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from launching import launch
 from test_resume import files
 from test_stages import run
-from varireal import editing, io
+from varireal import edit_plan, edit_runs, io, records
 from varireal_pipeline.cli import app
 from varireal.errors import StageError
 from varireal.params import load
@@ -55,9 +55,9 @@ def test_two_processes_write_what_one_process_writes(project):
     lines = sorted(SHARE_LINE.findall(output))
     assert lines == [("1", "2", str(len(items) // 2), str(len(items))), ("2", "2", str(len(items) // 2), str(len(items)))]
     params = load("params.yaml")
-    planned = editing.plan(io.read_csv("data/raw/train.csv"), io.read_json("data/prompts.json"),
+    planned = edit_plan.plan(records.read_split("data/raw/train.csv"), io.read_json("data/prompts.json"),
                            params.edit.attributes, params.edit.per_image, params.seed, Path("data/synthetic"))
-    shares = [{item.path for item in editing.share(planned, index, 2)} for index in range(2)]
+    shares = [{item.path for item in edit_plan.share(planned, index, 2)} for index in range(2)]
     assert not shares[0] & shares[1] and sorted(shares[0] | shares[1]) == sorted(items)
     assert all(len(share) == len(items) // 2 for share in shares)
 
@@ -90,14 +90,14 @@ def test_cpu_workers_do_not_change_the_bytes(project):
     assert Path("metrics/edit.json").read_bytes() == metrics
 
 
-def item(path: str, source: str) -> editing.EditItem:
-    return editing.EditItem(path, source, "mask.png", 0, "pentastar", "color", "feasible", "red", 1)
+def item(path: str, source: str) -> edit_plan.EditItem:
+    return edit_plan.EditItem(path, source, "mask.png", 0, "pentastar", "color", "feasible", "red", 1)
 
 
 def test_shares_deal_sources_round_robin_and_cover_the_plan():
     items = [item(f"{source}_{k}.png", f"{source}.png") for source in "abcde" for k in range(3)]
     for processes in (1, 2, 3, 7):
-        shares = [editing.share(items, index, processes) for index in range(processes)]
+        shares = [edit_plan.share(items, index, processes) for index in range(processes)]
         assert sorted(i.path for share in shares for i in share) == sorted(i.path for i in items)
         assert max(map(len, shares)) - min(map(len, shares)) <= 3  # one source's items at most
         for share in shares:  # a source's items all in one share
@@ -106,14 +106,14 @@ def test_shares_deal_sources_round_robin_and_cover_the_plan():
 
 def test_a_missing_or_stale_shard_stops_the_merge_with_one_line(tmp_path):
     items = [item(f"{source}.png", f"{source}.png") for source in "abc"]
-    rows = [editing.manifest_row(i, "composite") for i in items]
-    editing.write_shard(tmp_path, 0, 2, [rows[0], rows[2]], 1)
+    rows = [i.manifest_row("composite") for i in items]
+    edit_runs.write_shard(tmp_path, 0, 2, [rows[0], rows[2]], 1)
     with pytest.raises(StageError) as missing:
-        editing.merge_shards(tmp_path, 2, items)
+        edit_runs.merge_shards(tmp_path, 2, items)
     assert "00002-of-00002.json is missing" in str(missing.value) and "\n" not in str(missing.value)
 
-    editing.write_shard(tmp_path, 1, 2, [rows[1], rows[2]], 2)  # an item twice
+    edit_runs.write_shard(tmp_path, 1, 2, [rows[1], rows[2]], 2)  # an item twice
     with pytest.raises(StageError, match="hold 4 rows"):
-        editing.merge_shards(tmp_path, 2, items)
-    editing.write_shard(tmp_path, 1, 2, [rows[1]], 2)
-    assert editing.merge_shards(tmp_path, 2, items) == (rows, 3)  # plan order, halvings summed
+        edit_runs.merge_shards(tmp_path, 2, items)
+    edit_runs.write_shard(tmp_path, 1, 2, [rows[1]], 2)
+    assert edit_runs.merge_shards(tmp_path, 2, items) == (rows, 3)  # plan order, halvings summed

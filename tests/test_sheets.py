@@ -1,5 +1,6 @@
 """Contact sheets: the right images in the right cells, written by eval and logged to MLflow."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from PIL import Image
 from test_stages import STAGES, mlflow_runs, run
 
-from varireal import io, sheets
+from varireal import io, records, sheets
 from varireal.datasets import world
 from varireal.errors import StageError
 
@@ -32,11 +33,11 @@ def test_eval_writes_a_contact_sheet_of_the_run(project):
     assert sheet.format == "PNG"
     columns = [("background", "feasible"), ("background", "infeasible"), ("color", "feasible"),
                ("color", "infeasible"), ("texture", "feasible"), ("texture", "infeasible")]
-    assert sheets.columns(io.read_csv("data/synthetic/manifest.csv")) == columns
+    assert sheets.columns(records.read_manifest("data/synthetic/manifest.csv")) == columns
     # 10 world classes, 8 rows; the source column and 3 attributes x 2 feasibilities.
     assert sheet.size == (8 + 7 * (128 + 8), 2 * 15 + 16 + 8 * (128 + 3 * 15 + 4 + 8)) == sheets.sheet_size(8, 7)
 
-    rows = sheets.plan(io.read_csv("data/mixed/train.csv"), io.read_csv("data/synthetic/manifest.csv"))
+    rows = sheets.plan(records.read_mixed("data/mixed/train.csv"), records.read_manifest("data/synthetic/manifest.csv"))
     real = {r["path"]: r["class"] for r in io.read_csv("data/raw/train.csv")}
     mixed = {r["path"] for r in io.read_csv("data/mixed/train.csv")}
     manifest = {r["path"]: r for r in io.read_csv("data/synthetic/manifest.csv")}
@@ -72,13 +73,12 @@ def test_sheet_picks_the_most_edited_source_and_leaves_missing_edits_empty(tmp_p
     rng = np.random.default_rng(0)
     sources = {name: [square(tmp_path / f"{name}{i}.png", tuple(rng.integers(0, 255, 3))) for i in range(2)]
                for name in ("a", "b")}
-    manifest = [{"path": square(tmp_path / f"edit-{Path(s).stem}-{f}.png", tuple(rng.integers(0, 255, 3))),
-                 "source": s, "class": name, "label": str(label), "attribute": "texture", "feasibility": f,
-                 "value": f"{f} value of {Path(s).stem}"}
+    manifest = [records.ManifestRow(square(tmp_path / f"edit-{Path(s).stem}-{f}.png", tuple(rng.integers(0, 255, 3))),
+                                    s, name, label, "texture", f, f"{f} value of {Path(s).stem}", 0, "composite")
                 for label, name in enumerate(sources) for s in sources[name] for f in ("feasible", "infeasible")
                 if (s, f) != (sources["b"][1], "infeasible")]
     # A real-less run that trained on the second source of each class: those are the rows.
-    mixed = [{**m, "source": "synthetic"} for m in manifest if m["source"] in (sources["a"][1], sources["b"][1])]
+    mixed = [records.MixedRow.synthetic(m) for m in manifest if m.source in (sources["a"][1], sources["b"][1])]
     rows = sheets.plan(mixed, manifest)
     assert [(row.class_name, row.source) for row in rows] == [("a", sources["a"][1]), ("b", sources["b"][1])]
     assert rows[1].cells[2] == sheets.Cell(None, ("texture", "infeasible", "none"), (190, 0, 0))
@@ -88,11 +88,11 @@ def test_sheet_picks_the_most_edited_source_and_leaves_missing_edits_empty(tmp_p
     assert np.abs(cell(sheet, 1, 1) - thumbnail(rows[1].cells[1].path)).mean() < 1.0
 
     with pytest.raises(StageError, match="re-run mix"):
-        sheets.plan(mixed + [{**mixed[0], "path": "elsewhere.png"}], manifest)
+        sheets.plan(mixed + [dataclasses.replace(mixed[0], path="elsewhere.png")], manifest)
 
 
 def test_sheet_spreads_many_classes_over_its_rows():
-    real = [{"path": f"{c}.png", "label": str(c), "class": f"class {c}", "source": "real"} for c in range(20)]
+    real = [records.MixedRow(f"{c}.png", c, f"class {c}", "real") for c in range(20)]
     rows = sheets.plan(real, [])
     assert [row.class_name for row in rows] == [f"class {c}" for c in (0, 3, 5, 8, 11, 14, 16, 19)]
     assert all(len(row.cells) == 1 for row in rows)

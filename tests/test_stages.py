@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from varireal import io
+from varireal import io, records
 from varireal.classifier import create_clip
 from varireal.datasets import world
 
@@ -114,6 +114,6 @@ def test_lora_adapts_only_adapters_of_a_pretrained_clip(project, tiny_clip_confi
 
     model, preprocess, meta = clf.load(Path("models/lora"))
     assert meta["pretrained"] == str(weights_file)
-    test = io.read_csv("data/raw/test.csv")
+    test = records.read_split("data/raw/test.csv")
     predicted = predict(model, test, preprocess, 16, torch.device("cpu"))
     assert [world.CLASS_NAMES[p] for p in predicted] == [r["predicted"] for r in io.read_csv("metrics/predictions.csv")]

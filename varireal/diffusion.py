@@ -26,7 +26,7 @@ from PIL import Image, ImageColor
 from scipy import ndimage
 
 from varireal import editing, render
-from varireal.editing import EditItem
+from varireal.edit_plan import EditItem
 from varireal.errors import StageError
 from varireal.params import EditParams
 

@@ -1,7 +1,7 @@
 """Object masks for real training images: pets trimaps, CLIPSeg, and GrabCut as the fallback.
 
 Every producer returns a bool array of the image's height and width (True = object). `save_mask`
-writes it as the PNG the other stages read (0 or 255).
+writes it as the PNG the other stages read (0 or 255), whole or not at all.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 from scipy.ndimage import binary_fill_holes
+
+from varireal import io
 
 # A connected component smaller than this share of the largest one is noise, not a second object.
 KEEP_COMPONENT_FRACTION = 0.2
@@ -126,5 +127,4 @@ def grabcut_or_box(image: np.ndarray, box: Box | None, min_area: float) -> tuple
 
 
 def save_mask(mask: np.ndarray, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+    io.write_image_atomic(path, mask.astype(np.uint8) * 255)

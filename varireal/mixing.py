@@ -13,55 +13,48 @@ existed, byte for byte.
 from __future__ import annotations
 
 import math
-from typing import get_args
 
 import numpy as np
 
 from varireal.errors import StageError
-from varireal.params import MixParams, ParamError, ScoreName
-
-TRAIN_FIELDS = ["path", "label", "class", "source", "attribute", "feasibility", "value"]
-# "score_" keeps the feasibility score apart from the feasibility label.
-SCORE_COLUMNS = [f"score_{name}" for name in get_args(ScoreName)]
+from varireal.params import MixParams, ParamError
+from varireal.records import ManifestRow, MixedRow, ScoreRow, SplitRow
 
 
-def train_fields(mix: MixParams) -> list[str]:
-    """The columns of train.csv: the scores only when the mix filtered on one."""
-    return TRAIN_FIELDS + SCORE_COLUMNS if mix.filter_score else TRAIN_FIELDS
-
-
-def join_scores(manifest: list[dict], scores: list[dict]) -> list[dict]:
-    """Manifest rows with score_<name> columns from the score stage's rows, matched by path."""
-    by_path = {row["path"]: row for row in scores}
-    if missing := [m["path"] for m in manifest if m["path"] not in by_path]:
+def candidates(manifest: list[ManifestRow], scores: list[ScoreRow] | None = None) -> list[MixedRow]:
+    """Every edit of the pool as a training-set row, with its scores (matched by path) when given."""
+    if scores is None:
+        return [MixedRow.synthetic(m) for m in manifest]
+    by_path = {row.path: row.scores for row in scores}
+    if missing := [m.path for m in manifest if m.path not in by_path]:
         raise StageError(f"the scores have no row for {missing[0]} ({len(missing)} edits unscored); "
                          "run `varireal score` after `varireal edit`")
-    return [{**m, **{f"score_{name}": by_path[m["path"]][name] for name in get_args(ScoreName)}} for m in manifest]
+    return [MixedRow.synthetic(m, by_path[m.path]) for m in manifest]
 
 
-def passes_filter(row: dict, mix: MixParams) -> bool:
+def passes_filter(edit: MixedRow, mix: MixParams) -> bool:
     if not mix.filter_score:
         return True
-    value = row[f"score_{mix.filter_score}"]
-    if value == "":
+    value = edit.scores.get(mix.filter_score)
+    if value is None:
         raise ParamError("mix.filter_score", mix.filter_score,
                          "a score the score stage computed; vqa needs score.vqa_model")
-    return float(value) >= mix.filter_min
+    return value >= mix.filter_min
 
 
-def _candidates(manifest: list[dict], class_name: str, feasibility: str, mix: MixParams) -> list[dict]:
-    return [m for m in manifest if m["class"] == class_name and m["feasibility"] == feasibility
-            and mix.attribute in ("all", m["attribute"])]
+def _of_class(edits: list[MixedRow], class_name: str, feasibility: str, mix: MixParams) -> list[MixedRow]:
+    return [e for e in edits if e.class_name == class_name and e.feasibility == feasibility
+            and mix.attribute in ("all", e.attribute)]
 
 
-def filter_counts(real: list[dict], manifest: list[dict], mix: MixParams) -> dict:
+def filter_counts(real: list[SplitRow], edits: list[MixedRow], mix: MixParams) -> dict:
     """How many candidate edits (of the mix's classes and attribute) the score filter kept and removed."""
-    classes = dict.fromkeys(r["class"] for r in real)
+    classes = dict.fromkeys(r.class_name for r in real)
     counts = {"score": mix.filter_score, "min": mix.filter_min, "kept": {}, "removed": {}}
     for feasibility in ("feasible", "infeasible"):
-        candidates = [m for name in classes for m in _candidates(manifest, name, feasibility, mix)]
-        kept = sum(passes_filter(m, mix) for m in candidates)
-        counts["kept"][feasibility], counts["removed"][feasibility] = kept, len(candidates) - kept
+        chosen = [e for name in classes for e in _of_class(edits, name, feasibility, mix)]
+        kept = sum(passes_filter(e, mix) for e in chosen)
+        counts["kept"][feasibility], counts["removed"][feasibility] = kept, len(chosen) - kept
     return counts
 
 
@@ -96,25 +89,26 @@ def infeasible_count(infeasible_ratio: float, synthetic_per_class: int) -> int:
     return math.floor(infeasible_ratio * synthetic_per_class + 0.5)
 
 
-def select(real: list[dict], manifest: list[dict], mix: MixParams, seed: int) -> list[dict]:
+def select(real: list[SplitRow], edits: list[MixedRow], mix: MixParams, seed: int) -> list[MixedRow]:
+    """The training set: the real shots (if mix.include_real), then per class the edits sampled from
+    edits (the rows `candidates` makes)."""
     rows = []
     if mix.include_real:
-        rows += [{**{k: r[k] for k in ("path", "label", "class")}, "source": "real",
-                  "attribute": "", "feasibility": "", "value": ""} for r in real]
+        rows += [MixedRow.real(r) for r in real]
     if mix.synthetic_per_class:
-        edited = sorted({m["attribute"] for m in manifest})
+        edited = sorted({e.attribute for e in edits})
         if mix.attribute != "all" and mix.attribute not in edited:
             raise ParamError("mix.attribute", mix.attribute, f"one of the edited attributes {edited} or 'all'")
         n_infeasible = infeasible_count(mix.infeasible_ratio, mix.synthetic_per_class)
         wanted = {"infeasible": n_infeasible, "feasible": mix.synthetic_per_class - n_infeasible}
-        classes = list(dict.fromkeys(r["class"] for r in real))
+        classes = list(dict.fromkeys(r.class_name for r in real))
         for c, name in enumerate(classes):
             for f, (feasibility, count) in enumerate(wanted.items()):
-                candidates = _candidates(manifest, name, feasibility, mix)
-                pool = [m for m in candidates if passes_filter(m, mix)]
-                if len(pool) < count <= len(candidates):
+                of_class = _of_class(edits, name, feasibility, mix)
+                pool = [e for e in of_class if passes_filter(e, mix)]
+                if len(pool) < count <= len(of_class):
                     raise StageError(
-                        f"class {name}: only {len(pool)} of {len(candidates)} {feasibility} edits have "
+                        f"class {name}: only {len(pool)} of {len(of_class)} {feasibility} edits have "
                         f"{mix.filter_score} >= {mix.filter_min} and the mix needs {count}; lower mix.filter_min "
                         f"or mix.synthetic_per_class, or edit more (edit.per_image)")
                 if count > len(pool):
@@ -122,8 +116,7 @@ def select(real: list[dict], manifest: list[dict], mix: MixParams, seed: int) ->
                                      f"class {name} has only {len(pool)} {feasibility} edits of attribute "
                                      f"{mix.attribute}; ask for fewer or edit more (edit.per_image)")
                 picks = np.random.default_rng([seed, c, f]).choice(len(pool), count, replace=False)
-                rows += [{**{k: pool[i][k] for k in train_fields(mix) if k != "source"}, "source": "synthetic"}
-                         for i in sorted(picks)]
+                rows += [pool[i] for i in sorted(picks)]
     if not rows:
         raise ParamError("mix.include_real", mix.include_real, "true when mix.synthetic_per_class is 0")
     return rows

@@ -227,17 +227,16 @@ class Params(Section):
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys, as MLflow shows them: {"mix.infeasible_ratio": 0.5, ...}."""
-        out: dict[str, Any] = {}
+        return leaves(self.model_dump())
 
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, dict):
-                for key, sub in value.items():
-                    walk(f"{prefix}.{key}" if prefix else key, sub)
-            else:
-                out[prefix] = value
 
-        walk("", self.model_dump())
-        return out
+def leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists are values, not branches."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        out.update(leaves(value, dotted) if isinstance(value, dict) else {dotted: value})
+    return out
 
 
 def _allowed(model: type[BaseModel], loc: tuple) -> str:

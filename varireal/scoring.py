@@ -25,9 +25,8 @@ from tqdm import tqdm
 
 from varireal.errors import StageError
 from varireal.io import open_rgb, read_mask
+from varireal.records import SCORE_NAMES, ManifestRow, ScoreRow, Scores, SplitRow
 
-SCORES = ["feasibility", "presence", "identity_kept", "identity_clip", "vqa"]
-SCORE_FIELDS = ["path", *SCORES]
 DECIMALS = 6  # scores.csv is byte-stable across runs of the same inputs
 
 # Feasibility: how much an edit looks like some real photo of its class rather than of another class:
@@ -101,20 +100,20 @@ def feasibility(nearest: torch.Tensor, labels: Sequence[int]) -> torch.Tensor:
     return probabilities[torch.arange(len(nearest)), torch.as_tensor(labels)]
 
 
-def presence(edits: torch.Tensor, rows: Sequence[dict], prompts: dict, encode_texts, logit_scale: float) -> torch.Tensor:
+def presence(edits: torch.Tensor, rows: Sequence[ManifestRow], prompts: dict, encode_texts, logit_scale: float) -> torch.Tensor:
     """Zero-shot probability of each row's value among every value of its class and attribute in prompts.
 
     encode_texts(list of str) -> normalised text embeddings; each class x attribute is encoded once."""
     out = torch.empty(len(rows))
     groups: dict[tuple[str, str], list[int]] = {}
     for index, row in enumerate(rows):
-        groups.setdefault((row["class"], row["attribute"]), []).append(index)
+        groups.setdefault((row.class_name, row.attribute), []).append(index)
     for (cls, attribute), indices in groups.items():
         lists = prompts[cls][attribute]
         values = list(dict.fromkeys([*lists["feasible"], *lists["infeasible"]]))
         texts = [PRESENCE_TEMPLATES[attribute].format(cls=_readable(cls), value=value) for value in values]
         probabilities = (logit_scale * edits[indices] @ encode_texts(texts).T).softmax(dim=-1)
-        wanted = torch.tensor([values.index(rows[i]["value"]) for i in indices])
+        wanted = torch.tensor([values.index(rows[i].value) for i in indices])
         out[indices] = probabilities[torch.arange(len(indices)), wanted]
     return out
 
@@ -150,7 +149,7 @@ class VqaJudge:
         texts = self.processor.batch_decode(generated[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         return [parse_yes_no(text) for text in texts]
 
-    def score(self, rows: Sequence[dict], batch_size: int) -> list[float]:
+    def score(self, rows: Sequence[ManifestRow], batch_size: int) -> list[float]:
         """Per row: the share of its two questions answered as expected (the value is there: yes;
         a real photo could look like this: yes for feasible edits, no for infeasible ones)."""
         scores = []
@@ -158,12 +157,12 @@ class VqaJudge:
             batch = rows[start:start + batch_size]
             images, questions, expected = [], [], []
             for row in batch:
-                image = open_rgb(row["path"])
-                present, real = (q.format(attribute=row["attribute"], cls=_readable(row["class"]), value=row["value"])
+                image = open_rgb(row.path)
+                present, real = (q.format(attribute=row.attribute, cls=_readable(row.class_name), value=row.value)
                                  for q in VQA_QUESTIONS)
                 images += [image, image]
                 questions += [present, real]
-                expected += [True, row["feasibility"] == "feasible"]
+                expected += [True, row.feasibility == "feasible"]
             hits = [answer == wanted for answer, wanted in zip(self.answers(images, questions), expected)]
             scores += [(hits[2 * i] + hits[2 * i + 1]) / 2 for i in range(len(batch))]
         return scores
@@ -178,13 +177,13 @@ def auroc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
     return round(float(roc_auc_score(labels, scores)), DECIMALS)
 
 
-def summarize(manifest: Sequence[dict], scores: Sequence[dict]) -> dict:
+def summarize(manifest: Sequence[ManifestRow], scores: Sequence[ScoreRow]) -> dict:
     """metrics/scores.json: AUROC of feasibility (feasible = positive) and mean scores per attribute x feasibility."""
     by_attribute: dict[str, list[int]] = {}
     for index, row in enumerate(manifest):
-        by_attribute.setdefault(row["attribute"], []).append(index)
+        by_attribute.setdefault(row.attribute, []).append(index)
     groups = {**by_attribute, "all": list(range(len(manifest)))}
-    present = [name for name in SCORES if all(s[name] != "" for s in scores)]
+    present = [name for name in SCORE_NAMES if all(s.scores.get(name) is not None for s in scores)]
     out = {
         "label": "the manifest's feasibility column: exact on the embedded world, elsewhere the prompt's "
                  "(LLM's) label, so AUROC there is agreement with it",
@@ -193,21 +192,21 @@ def summarize(manifest: Sequence[dict], scores: Sequence[dict]) -> dict:
         "mean": {},
     }
     for group, indices in groups.items():
-        labels = [manifest[i]["feasibility"] == "feasible" for i in indices]
-        out["auroc_feasibility"][group] = auroc(labels, [float(scores[i]["feasibility"]) for i in indices])
+        labels = [manifest[i].feasibility == "feasible" for i in indices]
+        out["auroc_feasibility"][group] = auroc(labels, [scores[i].scores.feasibility for i in indices])
         if group == "all":
             continue
         out["mean"][group] = {}
         for kind in ("feasible", "infeasible"):
-            chosen = [i for i in indices if manifest[i]["feasibility"] == kind]
+            chosen = [i for i in indices if manifest[i].feasibility == kind]
             out["mean"][group][kind] = {
-                name: round(float(np.mean([float(scores[i][name]) for i in chosen])), DECIMALS) if chosen else None
+                name: round(float(np.mean([scores[i].scores.get(name) for i in chosen])), DECIMALS) if chosen else None
                 for name in present}
     return out
 
 
-def score_pool(manifest: list[dict], real: list[dict], prompts: dict, class_names: list[str], params,
-               seed: int) -> list[dict]:
+def score_pool(manifest: list[ManifestRow], real: list[SplitRow], prompts: dict, class_names: list[str], params,
+               seed: int) -> list[ScoreRow]:
     """One row of scores per manifest row, same order. params: ScoreParams; seed fixes random CLIP weights."""
     from varireal.classifier import create_clip
     from varireal.runtime import resolve_device
@@ -218,13 +217,13 @@ def score_pool(manifest: list[dict], real: list[dict], prompts: dict, class_name
     label_of = {name: index for index, name in enumerate(class_names)}
 
     # Every real training image is embedded once: they are the reference photos and the edits' sources.
-    real_embeddings = embed_images(clip, preprocess, [r["path"] for r in real], params.batch_size, device, "embed real")
-    real_index = {r["path"]: i for i, r in enumerate(real)}
-    edit_embeddings = embed_images(clip, preprocess, [m["path"] for m in manifest], params.batch_size, device,
+    real_embeddings = embed_images(clip, preprocess, [r.path for r in real], params.batch_size, device, "embed real")
+    real_index = {r.path: i for i, r in enumerate(real)}
+    edit_embeddings = embed_images(clip, preprocess, [m.path for m in manifest], params.batch_size, device,
                                    "embed edits")
-    labels = [label_of[m["class"]] for m in manifest]
-    sources = torch.tensor([real_index[m["source"]] for m in manifest])
-    nearest = nearest_per_class(edit_embeddings, real_embeddings, [label_of[r["class"]] for r in real],
+    labels = [label_of[m.class_name] for m in manifest]
+    sources = torch.tensor([real_index[m.source] for m in manifest])
+    nearest = nearest_per_class(edit_embeddings, real_embeddings, [label_of[r.class_name] for r in real],
                                 len(class_names), sources)
 
     columns = {
@@ -235,19 +234,17 @@ def score_pool(manifest: list[dict], real: list[dict], prompts: dict, class_name
     }
     kept, source_pixels = [], {}  # a source's edits follow one another in the manifest: decode it once
     for m in tqdm(manifest, desc="identity", unit="img"):
-        if m["source"] not in source_pixels:
-            source = real[real_index[m["source"]]]
-            source_pixels = {m["source"]: (np.asarray(open_rgb(source["path"])), read_mask(source["mask"]))}
-        pixels, mask = source_pixels[m["source"]]
+        if m.source not in source_pixels:
+            source = real[real_index[m.source]]
+            source_pixels = {m.source: (np.asarray(open_rgb(source.path)), read_mask(source.mask))}
+        pixels, mask = source_pixels[m.source]
         try:
-            kept.append(identity_kept(pixels, np.asarray(open_rgb(m["path"])), mask, m["attribute"]))
+            kept.append(identity_kept(pixels, np.asarray(open_rgb(m.path)), mask, m.attribute))
         except ValueError as err:  # an editor must return its source's size (editing.Editor)
-            raise StageError(f"{m['path']}: {err}; the editor broke its contract, run `varireal edit` again") from None
+            raise StageError(f"{m.path}: {err}; the editor broke its contract, run `varireal edit` again") from None
     columns["identity_kept"] = torch.tensor(kept, dtype=torch.float64)
     vqa = VqaJudge(params.vqa_model, device, params.trust_remote_code).score(manifest, params.batch_size) if params.vqa_model else None
 
-    return [{"path": m["path"],
-             **{name: round(float(columns[name][i]), DECIMALS) for name in ("feasibility", "presence", "identity_kept",
-                                                                              "identity_clip")},
-             "vqa": round(vqa[i], DECIMALS) if vqa else ""}
+    return [ScoreRow(m.path, Scores(**{name: round(float(column[i]), DECIMALS) for name, column in columns.items()},
+                                    vqa=round(vqa[i], DECIMALS) if vqa else None))
             for i, m in enumerate(manifest)]

@@ -21,6 +21,7 @@ from varireal import io
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES
 from varireal.prompts import FEASIBILITIES
+from varireal.records import ManifestRow, MixedRow
 
 MAX_CLASSES = 8
 THUMB = 128  # thumbnail side in pixels
@@ -50,9 +51,9 @@ class SheetRow:
     cells: list[Cell]  # the source first, then one per column of `columns`
 
 
-def columns(manifest: list[dict]) -> list[tuple[str, str]]:
+def columns(manifest: list[ManifestRow]) -> list[tuple[str, str]]:
     """(attribute, feasibility) for every attribute in the pool, in ATTRIBUTES order."""
-    pooled = {row["attribute"] for row in manifest}
+    pooled = {row.attribute for row in manifest}
     return [(attribute, feasibility) for attribute in ATTRIBUTES if attribute in pooled
             for feasibility in FEASIBILITIES]
 
@@ -64,22 +65,22 @@ def _spread(items: list, count: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
 
 
-def plan(mixed: list[dict], manifest: list[dict], max_classes: int = MAX_CLASSES) -> list[SheetRow]:
+def plan(mixed: list[MixedRow], manifest: list[ManifestRow], max_classes: int = MAX_CLASSES) -> list[SheetRow]:
     """The rows of the sheet: which source per class and which edit in every cell."""
-    by_path = {row["path"]: row for row in manifest}
-    trained_edits = {row["path"] for row in mixed if row["source"] == "synthetic"}
+    by_path = {row.path: row for row in manifest}
+    trained_edits = {row.path for row in mixed if row.kind == "synthetic"}
     # The run's training set names its real images directly and its edits through their source.
     sources: dict[str, tuple[int, str]] = {}  # source path -> (label, class)
     edits_per_source: Counter = Counter()
     for row in mixed:
-        if row["source"] == "real":
-            sources.setdefault(row["path"], (int(row["label"]), row["class"]))
+        if row.kind == "real":
+            sources.setdefault(row.path, (row.label, row.class_name))
         else:
-            if row["path"] not in by_path:
-                raise StageError(f"contact sheet: {row['path']} of the mixed set is not in the synthetic pool's "
+            if row.path not in by_path:
+                raise StageError(f"contact sheet: {row.path} of the mixed set is not in the synthetic pool's "
                                  f"manifest; re-run mix (dvc repro) so both come from the same pool")
-            source = by_path[row["path"]]["source"]
-            sources.setdefault(source, (int(row["label"]), row["class"]))
+            source = by_path[row.path].source
+            sources.setdefault(source, (row.label, row.class_name))
             edits_per_source[source] += 1
     classes = sorted(set(sources.values()))
     rows = []
@@ -88,13 +89,13 @@ def plan(mixed: list[dict], manifest: list[dict], max_classes: int = MAX_CLASSES
         source = max(candidates, key=lambda path: edits_per_source[path])  # first of the most edited
         cells = [Cell(source, (class_name, "source", Path(source).name))]
         for attribute, feasibility in columns(manifest):
-            options = [row for row in manifest if row["source"] == source and row["attribute"] == attribute
-                       and row["feasibility"] == feasibility]
-            trained = [row for row in options if row["path"] in trained_edits]
+            options = [row for row in manifest if row.source == source and row.attribute == attribute
+                       and row.feasibility == feasibility]
+            trained = [row for row in options if row.path in trained_edits]
             if trained or options:
                 edit = (trained or options)[0]
                 mark = "" if trained else POOL_MARK
-                cells.append(Cell(edit["path"], (attribute + mark, feasibility, edit["value"]),
+                cells.append(Cell(edit.path, (attribute + mark, feasibility, edit.value),
                                   FEASIBILITY_COLORS[feasibility]))
             else:
                 cells.append(Cell(None, (attribute, feasibility, "none"), FEASIBILITY_COLORS[feasibility]))
@@ -145,7 +146,7 @@ def render(rows: list[SheetRow], title: str = "") -> Image.Image:
     return sheet
 
 
-def contact_sheet(mixed: list[dict], manifest: list[dict], title: str = "",
+def contact_sheet(mixed: list[MixedRow], manifest: list[ManifestRow], title: str = "",
                   max_classes: int = MAX_CLASSES) -> Image.Image:
     """The sheet of a run: mixed is its data/mixed/train.csv, manifest the pool's data/synthetic/manifest.csv."""
     return render(plan(mixed, manifest, max_classes), title)

@@ -12,7 +12,8 @@ loss. One process trains bit for bit as it did without accelerate.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -27,6 +28,13 @@ from varireal.params import TrainParams
 from varireal.runtime import process_state
 
 
+class LabelledImage(Protocol):
+    """A row of a split or of the training set (varireal/records.py): an image file and its class."""
+
+    path: str
+    label: int
+
+
 class ImageRows(Dataset):
     """Rows with `path` and `label` -> (transformed image, label).
 
@@ -34,7 +42,7 @@ class ImageRows(Dataset):
     many times, and decoding costs as much as augmenting. Only for sets that fit in RAM.
     """
 
-    def __init__(self, rows: list[dict], transform, cache: bool = False):
+    def __init__(self, rows: Sequence[LabelledImage], transform, cache: bool = False):
         self.rows, self.transform = rows, transform
         self.decoded: dict[int, Image.Image] | None = {} if cache else None
 
@@ -42,7 +50,7 @@ class ImageRows(Dataset):
         return len(self.rows)
 
     def _decode(self, index: int) -> Image.Image:
-        return io.open_rgb(self.rows[index]["path"])
+        return io.open_rgb(self.rows[index].path)
 
     def _image(self, index: int) -> Image.Image:
         if self.decoded is None:
@@ -52,7 +60,7 @@ class ImageRows(Dataset):
         return self.decoded[index]
 
     def __getitem__(self, index: int):
-        return self.transform(self._image(index)), int(self.rows[index]["label"])
+        return self.transform(self._image(index)), self.rows[index].label
 
 
 class RankSlice(BatchSampler):
@@ -81,7 +89,7 @@ def _seed_worker(rank: int, worker_id: int) -> None:
     torch.manual_seed(_rank_seed(torch.initial_seed(), rank))
 
 
-def _endless(rows: list[dict], transform, params: TrainParams, generator: torch.Generator,
+def _endless(rows: Sequence[LabelledImage], transform, params: TrainParams, generator: torch.Generator,
              rank: int = 0, processes: int = 1) -> Iterator:
     batch_size = min(params.batch_size, len(rows))
     loader = DataLoader(
@@ -96,7 +104,7 @@ def _endless(rows: list[dict], transform, params: TrainParams, generator: torch.
         yield from loader
 
 
-def train(classifier, real: list[dict], synthetic: list[dict], transform, params: TrainParams) -> list[dict]:
+def train(classifier, real: Sequence[LabelledImage], synthetic: Sequence[LabelledImage], transform, params: TrainParams) -> list[dict]:
     """Train in place, in this process or data-parallel under `accelerate launch`; returns the loss
     history [{step, loss, lr}] (the same on every process).
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from varireal.params import leaves
+
 PROFILE_DIR = Path("profiles")
 
 
@@ -23,15 +25,6 @@ def path_of(name: str, folder: Path = PROFILE_DIR) -> Path:
 
 def available() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-
-
-def leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists are values, not branches."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        out.update(leaves(value, dotted) if isinstance(value, dict) else {dotted: value})
-    return out
 
 
 def _hydra_value(value: Any) -> str:

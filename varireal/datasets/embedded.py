@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from varireal import io
+from varireal import io, records
 from varireal.datasets import images, world
 from varireal.params import DatasetParams
 
@@ -47,17 +47,17 @@ class EmbeddedWorld:
                         for kind, array in (("images", image), ("masks", mask)):
                             (out / kind / rel).parent.mkdir(parents=True, exist_ok=True)
                             Image.fromarray(array).save(out / kind / rel)
-                        rows.append({
-                            "path": (path_prefix / "images" / rel).as_posix(),
-                            "mask": (path_prefix / "masks" / rel).as_posix(),
-                            "label": label,
-                            "class": name,
-                            "background": instance.background,
-                            "color": instance.color,
-                            "texture": instance.texture,
-                        })
+                        rows.append(records.SplitRow(
+                            path=(path_prefix / "images" / rel).as_posix(),
+                            mask=(path_prefix / "masks" / rel).as_posix(),
+                            label=label,
+                            class_name=name,
+                            background=instance.background,
+                            color=instance.color,
+                            texture=instance.texture,
+                        ))
                         bar.update()
-                io.write_csv(out / f"{split}.csv", rows)
+                records.write_split(out / f"{split}.csv", rows)
                 # Rendered, so nothing to read, convert or skip: the same keys as a real dataset's counts.
                 counts[split] = images.empty_counts() | {"images": len(rows), "rendered": len(rows)}
         return counts

@@ -7,6 +7,7 @@ method in dataset.mask (see varireal/masks.py).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections import Counter, defaultdict
 from functools import cached_property
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from varireal import io, masks
+from varireal import io, masks, records
 from varireal.datasets import images
 from varireal.datasets.sources import LOADERS, Sample, Source
 from varireal.errors import StageError, first_line
@@ -70,16 +71,16 @@ class RealDataset:
         train_rows = []
         made = self._masks(train, out, path_prefix, segmenter)
         for (_, row), (mask, method) in tqdm(zip(train, made), total=len(train), desc="train masks", unit="img"):
-            rel = Path(row["path"]).relative_to(path_prefix / "images").with_suffix(".png")
+            rel = Path(row.path).relative_to(path_prefix / "images").with_suffix(".png")
             masks.save_mask(mask, out / "masks" / rel)
-            train_rows.append(row | {"mask": (path_prefix / "masks" / rel).as_posix(), "mask_method": method})
-        io.write_csv(out / "train.csv", train_rows, ["path", "mask", "label", "class", "mask_method"])
+            train_rows.append(dataclasses.replace(row, mask=(path_prefix / "masks" / rel).as_posix(), mask_method=method))
+        records.write_split(out / "train.csv", train_rows)
 
         test_rows = [row for sample in tqdm(self.source.test, desc="copy test", unit="img")
                      if (row := self._admit(sample, "test", out, path_prefix, counts["test"]))]
-        io.write_csv(out / "test.csv", test_rows, ["path", "mask", "label", "class"])
+        records.write_split(out / "test.csv", test_rows)
 
-        counts["masks"] = dict.fromkeys(MASK_METHODS, 0) | Counter(row["mask_method"] for row in train_rows)
+        counts["masks"] = dict.fromkeys(MASK_METHODS, 0) | Counter(row.mask_method for row in train_rows)
         summary = ", ".join(f"{method} {n}" for method, n in counts["masks"].items() if n)
         fallbacks = sum(n for method, n in counts["masks"].items() if method != self.mask_method())
         if fallbacks:
@@ -91,7 +92,8 @@ class RealDataset:
               f"{bad['test']} test images, converted {converted} (metrics/fetch.json)")
         return counts
 
-    def _admit_shots(self, out: Path, path_prefix: Path, shots: int, seed: int, counts: dict) -> list[tuple[Sample, dict]]:
+    def _admit_shots(self, out: Path, path_prefix: Path, shots: int, seed: int,
+                     counts: dict) -> list[tuple[Sample, records.SplitRow]]:
         """shots usable images per class: the seeded draw, each unusable one replaced by the class's next in
         shot_order. Sorted by label, then file name."""
         by_class: dict[int, list[Sample]] = defaultdict(list)
@@ -114,7 +116,8 @@ class RealDataset:
             chosen += sorted(admitted, key=lambda pair: pair[0].path.name)
         return chosen
 
-    def _admit(self, sample: Sample, split: str, out: Path, path_prefix: Path, counts: dict) -> dict | None:
+    def _admit(self, sample: Sample, split: str, out: Path, path_prefix: Path,
+               counts: dict) -> records.SplitRow | None:
         """Copy or convert one image into out/images/<split>/<class>/; its CSV row, or None when skipped."""
         name = self.source.classes[sample.label]
         rel = Path(split) / io.slug(name) / sample.path.name
@@ -124,17 +127,17 @@ class RealDataset:
             tqdm.write(f"fetch: {outcome.action} {sample.path}: {outcome.detail} ({split}, {name})", file=sys.stderr)
         if outcome.path is None:
             return None
-        return {"path": (path_prefix / "images" / rel.with_name(outcome.path.name)).as_posix(), "mask": "",
-                "label": sample.label, "class": name}
+        return records.SplitRow(path=(path_prefix / "images" / rel.with_name(outcome.path.name)).as_posix(), mask=None,
+                                label=sample.label, class_name=name)
 
-    def _masks(self, train: list[tuple[Sample, dict]], out: Path, path_prefix: Path,
+    def _masks(self, train: list[tuple[Sample, records.SplitRow]], out: Path, path_prefix: Path,
                segmenter: masks.ClipSeg | None):
         """Yield (mask, method that produced it) per admitted training image, in order; images are read
         from their admitted copies (8-bit RGB). A missing or broken trimap falls back to GrabCut."""
         method, settings = self.mask_method(), self.params.mask
         for start in range(0, len(train), MASK_CHUNK):
             chunk = train[start:start + MASK_CHUNK]
-            images_ = [_read(out / Path(row["path"]).relative_to(path_prefix), "RGB") for _, row in chunk]
+            images_ = [_read(out / Path(row.path).relative_to(path_prefix), "RGB") for _, row in chunk]
             if method == "trimap":
                 for (sample, row), image in zip(chunk, images_):
                     trimap, problem = _read_trimap(sample.trimap, image.shape[:2])
@@ -142,7 +145,7 @@ class RealDataset:
                         yield masks.trimap_to_mask(trimap), "trimap"
                         continue
                     tqdm.write(f"fetch: no usable trimap for {sample.path} ({problem}); GrabCut mask instead "
-                               f"(train, {row['class']})", file=sys.stderr)
+                               f"(train, {row.class_name})", file=sys.stderr)
                     yield masks.grabcut_or_box(image, sample.box, settings.min_area)
                 continue
             found = (segmenter.masks(images_, [sample.prompt for sample, _ in chunk], settings.threshold)
@@ -192,14 +195,3 @@ def shot_order(candidates: list[Sample], shots: int, seed: int, label: int) -> l
     others = [i for i in range(len(candidates)) if i not in set(drawn)]
     others = [others[i] for i in np.random.default_rng([seed, label, 1]).permutation(len(others))]
     return [candidates[i] for i in [*drawn, *others]]
-
-
-def select_shots(samples: list[Sample], shots: int, seed: int) -> list[Sample]:
-    """The first shots of each class's shot_order, sorted by label, then name: the split when every file is usable."""
-    by_class: dict[int, list[Sample]] = defaultdict(list)
-    for sample in samples:
-        by_class[sample.label].append(sample)
-    chosen = []
-    for label in sorted(by_class):
-        chosen += sorted(shot_order(by_class[label], shots, seed, label)[:shots], key=lambda s: s.path.name)
-    return chosen

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from varireal import editing, io, resume
+from varireal import edit_plan, edit_runs, editing, io, records, resume
 from varireal.batching import HalvingBatches
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
@@ -40,10 +40,10 @@ SHARDS = WORK / "shards"  # beside the work folder's content/, so never publishe
 BARRIER_TIMEOUT = timedelta(days=30)
 
 
-def unreadable_masks(sources: list[dict]) -> dict[str, str]:
+def unreadable_masks(sources: list[records.SplitRow]) -> dict[str, str]:
     """Mask path -> why it cannot be read (missing, not an image, truncated), for every source's mask."""
     problems = {}
-    for mask in dict.fromkeys(source["mask"] for source in sources):
+    for mask in dict.fromkeys(source.mask for source in sources):
         try:
             with Image.open(mask) as image:
                 image.load()
@@ -52,7 +52,7 @@ def unreadable_masks(sources: list[dict]) -> dict[str, str]:
     return problems
 
 
-def batches(jobs: list[tuple[editing.EditItem, Path]], size: int) -> list[list[tuple[editing.EditItem, Path]]]:
+def batches(jobs: list[tuple[edit_plan.EditItem, Path]], size: int) -> list[list[tuple[edit_plan.EditItem, Path]]]:
     """(item, path) jobs of one attribute, up to size at a time. A stable sort by attribute keeps each
     source's items adjacent and lets a batch run on into the next source's, so batches stay full."""
     by_attribute = sorted(jobs, key=lambda job: ATTRIBUTES.index(job[0].attribute))
@@ -63,13 +63,13 @@ def batches(jobs: list[tuple[editing.EditItem, Path]], size: int) -> list[list[t
     return out
 
 
-def plan_digest(items: list[editing.EditItem], params) -> str:
+def plan_digest(items: list[edit_plan.EditItem], params) -> str:
     """What fixes the pool's bytes: the items, the editor's settings and the input files' contents.
     Not the batch size, device or workers (nor the number of processes): a run resumed on other
     hardware may change them."""
     settings = params.edit.model_dump(exclude={"batch_size", "device", "workers", "launcher"})
     inputs = sorted({path for item in items for path in (item.source, item.mask)})
-    return resume.digest([editing.manifest_row(item, "") for item in items], settings,
+    return resume.digest([item.manifest_row("").as_row() for item in items], settings,
                          {path: resume.file_digest(path) for path in inputs})
 
 
@@ -77,9 +77,9 @@ def main(params_path="params.yaml") -> None:
     params = load(params_path)
     # The composite editor alone needs no torch: light spares its import when no launcher started us.
     state = process_state(params.edit.device, BARRIER_TIMEOUT, light=params.edit.backend == "composite")
-    sources = io.read_csv(RAW / "train.csv")
+    sources = records.read_split(RAW / "train.csv")
     values = io.read_json(PROMPTS)
-    planned = editing.plan(sources, values, params.edit.attributes, params.edit.per_image, params.seed, SYNTHETIC)
+    planned = edit_plan.plan(sources, values, params.edit.attributes, params.edit.per_image, params.seed, SYNTHETIC)
     if params.edit.backend == "composite" and (unknown := editing.unknown_to_composite(values)):
         raise StageError(f"edit.backend composite paints only the embedded world's procedural values, not "
                          f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}; use edit.backend: diffusion")
@@ -99,32 +99,32 @@ def main(params_path="params.yaml") -> None:
     state.wait_for_everyone()
 
     staging = resume.content_of(WORK)
-    share = editing.share(items, state.process_index, state.num_processes)
+    share = edit_plan.share(items, state.process_index, state.num_processes)
     print(f"edit: process {state.process_index + 1} of {state.num_processes}: {len(share)} of {len(items)} items",
           flush=True)
     jobs = [(item, staging / relative[item]) for item in share if not (staging / relative[item]).is_file()]
     editor = editing.make_editor(params.edit, state.device)
     # The processes of this node (torchrun's or MPI's count) share its CPUs.
-    workers = editing.cpu_workers(params.edit.workers, local_processes())
+    workers = edit_runs.cpu_workers(params.edit.workers, local_processes())
     in_batches = HalvingBatches(params.edit.batch_size, "edit")
     with tqdm(total=len(share), initial=len(share) - len(jobs), desc=f"edit ({editor.name})", unit="img",
               disable=not state.is_main_process) as bar:
         if editor.name == "composite" and workers > 1:
-            for written in editing.edit_to_files_in_workers(editor, jobs, workers):
+            for written in edit_runs.edit_to_files_in_workers(editor, jobs, workers):
                 bar.update(written)
         else:  # the diffusion editor keeps its process's GPU busy with batches
             for batch in batches(jobs, params.edit.batch_size):
-                in_batches(partial(editing.edit_to_files, editor), batch)
+                in_batches(partial(edit_runs.edit_to_files, editor), batch)
                 bar.update(len(batch))
-    editing.write_shard(SHARDS, state.process_index, state.num_processes,
-                        [editing.manifest_row(item, editor.name) for item in share], in_batches.halvings)
+    edit_runs.write_shard(SHARDS, state.process_index, state.num_processes,
+                          [item.manifest_row(editor.name) for item in share], in_batches.halvings)
     state.wait_for_everyone()
 
     if state.is_main_process:
         # Rows derived from the plan alone, so a resumed or sharded run's manifest and metrics equal an
         # uninterrupted one-process run's (halvings aside: they count this run's out-of-memory errors).
-        rows, halvings = editing.merge_shards(SHARDS, state.num_processes, items)
-        io.write_csv(staging / "manifest.csv", rows, editing.MANIFEST_FIELDS)
+        rows, halvings = edit_runs.merge_shards(SHARDS, state.num_processes, items)
+        records.write_manifest(staging / "manifest.csv", rows)
         io.write_json(METRICS / "edit.json", {"planned": len(planned), "written": len(items),
                                               "skipped_missing_mask": len(planned) - len(items),
                                               "out_of_memory_halvings": halvings})

@@ -4,7 +4,7 @@ the run's edits, one MLflow run."""
 import os
 
 from varireal import classifier as clf
-from varireal import evaluation, io, mixing, sheets
+from varireal import evaluation, io, mixing, records, sheets
 from varireal.params import load
 from varireal.runtime import fix_cpu_threads, resolve_device
 
@@ -16,7 +16,7 @@ def main(params_path="params.yaml") -> None:
     params = load(params_path)
     fix_cpu_threads(params.train.threads)
     class_names = io.read_json(RAW / "classes.json")
-    test = io.read_csv(RAW / "test.csv")
+    test = records.read_split(RAW / "test.csv")
     classifier, preprocess, _ = clf.load(CHECKPOINT)
     device = resolve_device(params.train.device)
     predictions = evaluation.predict(classifier, test, preprocess, params.eval.batch_size, device)
@@ -24,7 +24,7 @@ def main(params_path="params.yaml") -> None:
     condition, attribute = mixing.condition_and_attribute(params.mix)
     experiment_name = os.environ.get("DVC_EXP_NAME", "workspace")
 
-    sheet = sheets.contact_sheet(io.read_csv(MIXED / "train.csv"), io.read_csv(SYNTHETIC / "manifest.csv"),
+    sheet = sheets.contact_sheet(records.read_mixed(MIXED / "train.csv"), records.read_manifest(SYNTHETIC / "manifest.csv"),
                                  f"{experiment_name}: condition {condition}, attribute {attribute}, "
                                  f"infeasible_ratio {params.mix.infeasible_ratio}, top1 {scores['top1']:.4f}")
     sheets.write_png(sheet, METRICS / "contact_sheet.png")
@@ -36,7 +36,7 @@ def main(params_path="params.yaml") -> None:
         dataset=params.dataset.name,
         top1=scores["top1"],
         per_class=scores["per_class"],
-        predictions=tuple(eval_runs.Prediction(row["path"], row["class"], class_names[p])
+        predictions=tuple(eval_runs.Prediction(row.path, row.class_name, class_names[p])
                           for row, p in zip(test, predictions)),
         experiment=experiment_name,
         git_commit=tracking.git_commit(),

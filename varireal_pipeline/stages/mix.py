@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from varireal import io, mixing
+from varireal import io, mixing, records
 from varireal.errors import StageError
 from varireal.params import load
 
@@ -11,14 +11,16 @@ from varireal_pipeline.stages import MIXED, RAW, SCORES, SYNTHETIC
 
 def main(params_path="params.yaml") -> None:
     params = load(params_path)
-    real = io.read_csv(RAW / "train.csv")
-    manifest = io.read_csv(SYNTHETIC / "manifest.csv")
+    real = records.read_split(RAW / "train.csv")
+    manifest = records.read_manifest(SYNTHETIC / "manifest.csv")
+    scores = None
     if params.mix.filter_score:
         if not (SCORES / "scores.csv").is_file():
             raise StageError(f"mix.filter_score needs {SCORES / 'scores.csv'}; run `varireal score` first")
-        manifest = mixing.join_scores(manifest, io.read_csv(SCORES / "scores.csv"))
-    rows = mixing.select(real, manifest, params.mix, params.seed)
-    counts = Counter(row["feasibility"] or "real" for row in rows)
+        scores = records.read_scores(SCORES / "scores.csv")
+    edits = mixing.candidates(manifest, scores)
+    rows = mixing.select(real, edits, params.mix, params.seed)
+    counts = Counter(row.feasibility or "real" for row in rows)
     synthetic = counts["feasible"] + counts["infeasible"]
     summary = {
         "condition": mixing.condition(params.mix),
@@ -30,8 +32,8 @@ def main(params_path="params.yaml") -> None:
         "infeasible_ratio": round(counts["infeasible"] / synthetic, 6) if synthetic else None,
     }
     if params.mix.filter_score:
-        summary["filter"] = mixing.filter_counts(real, manifest, params.mix)
+        summary["filter"] = mixing.filter_counts(real, edits, params.mix)
     with io.atomic_dir(MIXED) as staging:
-        io.write_csv(staging / "train.csv", rows, mixing.train_fields(params.mix))
+        records.write_mixed(staging / "train.csv", rows, with_scores=params.mix.filter_score is not None)
         io.write_json(staging / "summary.json", summary)
     print(f"mix: {summary}")

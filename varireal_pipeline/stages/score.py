@@ -1,7 +1,7 @@
 """score: scores of every synthetic image in data/scores/scores.csv; how well feasibility is told apart in
 metrics/scores.json."""
 
-from varireal import io, scoring
+from varireal import io, records, scoring
 from varireal.errors import StageError
 from varireal.params import load
 from varireal.runtime import fix_cpu_threads
@@ -14,16 +14,16 @@ def main(params_path="params.yaml") -> None:
     if not (SYNTHETIC / "manifest.csv").is_file():
         raise StageError(f"{SYNTHETIC / 'manifest.csv'} is missing; run `varireal edit` first")
     fix_cpu_threads(params.score.threads)
-    manifest = io.read_csv(SYNTHETIC / "manifest.csv")
-    real = io.read_csv(RAW / "train.csv")
-    known = {row["path"] for row in real}
-    if unknown := sorted({m["source"] for m in manifest} - known):
+    manifest = records.read_manifest(SYNTHETIC / "manifest.csv")
+    real = records.read_split(RAW / "train.csv")
+    known = {row.path for row in real}
+    if unknown := sorted({m.source for m in manifest} - known):
         raise StageError(f"{SYNTHETIC / 'manifest.csv'} edits {unknown[0]}, which is not in {RAW / 'train.csv'}; "
                          "run `varireal edit` again")
     scores = scoring.score_pool(manifest, real, io.read_json(PROMPTS), io.read_json(RAW / "classes.json"),
                                 params.score, params.seed)
     with io.atomic_dir(SCORES) as staging:
-        io.write_csv(staging / "scores.csv", scores, scoring.SCORE_FIELDS)
+        records.write_scores(staging / "scores.csv", scores)
     summary = scoring.summarize(manifest, scores)
     io.write_json(METRICS / "scores.json", summary)
     print(f"score: {len(scores)} images; feasibility AUROC {summary['auroc_feasibility']}")

@@ -1,7 +1,7 @@
 """train: fine-tune CLIP on the mixed set; the checkpoint in models/lora/, metrics in metrics/train.json."""
 
 from varireal import classifier as clf
-from varireal import io, training
+from varireal import io, records, training
 from varireal.runtime import fix_cpu_threads, process_state
 from varireal.params import load
 
@@ -12,9 +12,9 @@ def main(params_path="params.yaml") -> None:
     params = load(params_path)
     p = params.train
     class_names = io.read_json(RAW / "classes.json")
-    rows = io.read_csv(MIXED / "train.csv")
-    real = [r for r in rows if r["source"] == "real"]
-    synthetic = [r for r in rows if r["source"] == "synthetic"]
+    rows = records.read_mixed(MIXED / "train.csv")
+    real = [r for r in rows if r.kind == "real"]
+    synthetic = [r for r in rows if r.kind == "synthetic"]
 
     # Same params, same bits on the CPU: fixed thread count, deterministic kernels.
     fix_cpu_threads(p.threads, deterministic=True)
