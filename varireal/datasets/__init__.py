@@ -49,7 +49,7 @@ class DatasetSpec:
     name: str
     kind: str  # what one of its classes is, as the LLM is told
     load: Callable[[Path, bool], sources.Source] | None = None  # (dataset.root, dataset.download) -> Source
-    mask: str = "clipseg"  # what dataset.mask.method: auto means for a loaded dataset: trimap or clipseg
+    mask: str = "clipseg"  # what dataset.mask.method: auto means for a loaded dataset: trimap, clipseg, grabcut
     open: Callable[..., Dataset] | None = None  # (dataset params) -> Dataset
     rules: Callable[[str], Rules] | None = None  # a class's full prompt lists; None: the bank file
     bank: Traversable | Path | None = None  # the prompt bank file; None: varireal/prompt_bank/<name>.yaml
