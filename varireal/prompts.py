@@ -20,12 +20,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from varireal import attributes, datasets
+from varireal.datasets import Rules
 from varireal.errors import StageError
 
 FEASIBILITIES = ("feasible", "infeasible")
 MAX_VALUE_CHARS = 40
 
-Rules = dict[str, dict[str, list[str]]]  # attribute -> feasibility -> values
 
 
 def value_problem(value: str) -> str | None:

@@ -17,8 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from varireal import datasets, io, masks
-from varireal.datasets import images
-from varireal.datasets import DatasetSpec
+from varireal.datasets import DatasetSpec, images
 from varireal.datasets.sources import Sample, Source
 from varireal.errors import ParamError, StageError, first_line
 
