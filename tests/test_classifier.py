@@ -23,8 +23,9 @@ def test_split_attention_computes_what_multihead_attention_does(batch_first):
 
 def test_lora_adapts_q_and_v_of_both_towers_and_starts_as_the_base_model(tiny_clip_config):
     names = ["cat", "dog", "owl"]
-    base, *_ = clf.build(names, str(tiny_clip_config), None, seed=1, finetune="full")
-    lora, *_ = clf.build(names, str(tiny_clip_config), None, seed=1, finetune="lora", lora=LoraParams())
+    base, *_ = clf.build(names, str(tiny_clip_config), None, seed=1, finetune="full", template="a photo of a {}.")
+    lora, *_ = clf.build(names, str(tiny_clip_config), None, seed=1, finetune="lora", lora=LoraParams(),
+                         template="a photo of a {}.")
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         # LoRA's B starts at zero: before training the adapted model is the base model.

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from varireal import io
+from varireal import backends, io
 from varireal.datasets import world
 from varireal.diffusion import DiffusionEditor, color_of, dilate
 from varireal.edit_plan import EditItem
-from varireal.editing import make_editor
 from varireal.errors import StageError
 from varireal.params import EditParams
 
@@ -131,9 +130,9 @@ def test_color_names_resolve_to_rgb():
     assert color_of("ruddy") is None
 
 
-def test_make_editor_picks_the_backend(models):
-    assert make_editor(EditParams()).name == "composite"
-    assert make_editor(edit_params(models)).name == "diffusion"
+def test_editor_picks_the_backend(models):
+    assert backends.editor(EditParams()).name == "composite"
+    assert backends.editor(edit_params(models)).name == "diffusion"
 
 
 def test_edit_stage_with_the_diffusion_backend(project, models):

@@ -109,10 +109,10 @@ def test_lora_adapts_only_adapters_of_a_pretrained_clip(project, tiny_clip_confi
     assert trainable == sum(v.numel() for v in adapter.values()) + head
 
     # Loading the checkpoint rebuilds the same classifier: its predictions match eval's.
-    from varireal import classifier as clf
+    from varireal import classifier as clf, datasets
     from varireal.evaluation import predict
 
-    model, preprocess, meta = clf.load(Path("models/lora"))
+    model, preprocess, meta = clf.load(Path("models/lora"), datasets.spec("world").template)
     assert meta["pretrained"] == str(weights_file)
     test = records.read_split("data/raw/test.csv")
     predicted = predict(model, test, preprocess, 16, torch.device("cpu"))

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
-TEMPLATE = "a photo of a {}."
 TOWER_PREFIXES = {"image": "visual", "text": "transformer"}
 
 
@@ -141,10 +140,16 @@ class Classifier(nn.Module):
         return self.scale * features @ self.class_weights().T
 
 
-def build(class_names: list[str], model: str, pretrained: str | None, seed: int, finetune: str, lora=None):
+def class_texts(class_names: list[str], template: str) -> list[str]:
+    """The head's text per class: the dataset's template (its registry entry), e.g. "a photo of a {}."."""
+    return [template.format(name.replace("_", " ")) for name in class_names]
+
+
+def build(class_names: list[str], model: str, pretrained: str | None, seed: int, finetune: str, lora=None, *,
+          template: str):
     """(Classifier, preprocess_train, preprocess_eval) with exactly the trainable parameters finetune asks for."""
     clip, preprocess_train, preprocess_eval, tokenizer = create_clip(model, pretrained, seed)
-    tokens = tokenizer([TEMPLATE.format(name.replace("_", " ")) for name in class_names])
+    tokens = tokenizer(class_texts(class_names, template))
     if finetune == "lora":
         from peft import get_peft_model
 
@@ -170,8 +175,8 @@ def save(classifier: Classifier, out: Path, meta: dict) -> None:
     (out / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def load(checkpoint: Path) -> tuple[Classifier, object, dict]:
-    """(Classifier in eval mode, preprocess_eval, meta) from a folder written by save()."""
+def load(checkpoint: Path, template: str) -> tuple[Classifier, object, dict]:
+    """(Classifier in eval mode, preprocess_eval, meta) from a folder written by save(); template as in build."""
     from safetensors.torch import load_file
 
     meta = json.loads((checkpoint / "classifier.json").read_text())
@@ -182,7 +187,7 @@ def load(checkpoint: Path) -> tuple[Classifier, object, dict]:
         clip = PeftModel.from_pretrained(split_attention(clip), checkpoint / "adapter")
     else:
         clip.load_state_dict(load_file(checkpoint / "model.safetensors"))
-    tokens = tokenizer([TEMPLATE.format(name.replace("_", " ")) for name in meta["class_names"]])
+    tokens = tokenizer(class_texts(meta["class_names"], template))
     classifier = Classifier(clip, tokens)
     classifier.head_offset.data.copy_(load_file(checkpoint / "head.safetensors")["head_offset"])
     classifier.requires_grad_(False)

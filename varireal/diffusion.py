@@ -1,14 +1,15 @@
 """The `diffusion` editor: the paper's recipe with diffusers, one attribute per batch.
 
-At the working resolution `diffusion.resolution` (every image is resized to it and back):
-- background: a new scene from the text-to-image model; the object pasted into it through its mask
+At the working resolution `diffusion.resolution` (every image is resized to it and back), painting each
+attribute as its registry entry says (varireal/attributes.py), prompted by its entry's `edit_prompt`:
+- scene (background): a new scene from the text-to-image model; the object pasted into it through its mask
   dilated by `dilation` px; the band between object and scene harmonised by inpainting; then the
   object's own pixels restored bit for bit;
-- color: the object tinted to the value (shading kept), then inpainted inside the dilated mask under a
+- recolor (color): the object tinted to the value (shading kept), then inpainted inside the dilated mask under a
   Canny ControlNet (edges of the source) and an IP-Adapter image prompt (the tinted image), so shape
   and identity survive; every pixel outside the dilated mask is restored from the source;
-- texture: a texture patch from the text-to-image model laid over the object's shading, then the same
-  inpainting and restore as color.
+- retexture (texture): a texture patch from the text-to-image model laid over the object's shading, then the same
+  inpainting and restore as recolor.
 `controlnet: null` and `ip_adapter: null` switch those parts off. `scene_model: null` draws scenes and
 patterns with the procedural library in `render` instead, which knows the embedded world's values only.
 A colour the editor cannot name in RGB is not tinted; the inpainting prompt alone recolours the object.
@@ -25,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageColor
 from scipy import ndimage
 
-from varireal import editing, render
+from varireal import attributes, editing, render
 from varireal.edit_plan import EditItem
 from varireal.errors import StageError
 from varireal.params import EditParams
@@ -47,11 +48,7 @@ def texture_prompt(value: str) -> str:
 
 
 def edit_prompt(item: EditItem) -> str:
-    if item.attribute == "background":
-        return f"a photo of a {item.class_name}, background: {item.value}"
-    if item.attribute == "color":
-        return f"a photo of a {item.value} {item.class_name}"
-    return f"a photo of a {item.class_name} with a texture of {item.value}"
+    return attributes.get(item.attribute).edit_prompt.format(cls=item.class_name, value=item.value)
 
 
 def color_of(value: str) -> np.ndarray | None:
@@ -267,10 +264,10 @@ class DiffusionEditor:
     # Edits -------------------------------------------------------------------------------------
 
     def edit_batch(self, batch: Batch) -> list[np.ndarray]:
-        attributes = {item.attribute for _, _, item in batch}
-        if len(attributes) != 1:
-            raise ValueError(f"a batch holds items of one attribute, got {sorted(attributes)}")
-        if "background" in attributes:
+        names = {item.attribute for _, _, item in batch}
+        if len(names) != 1:
+            raise ValueError(f"a batch holds items of one attribute, got {sorted(names)}")
+        if attributes.get(names.pop()).paint == "scene":
             return self._edit_background(batch)
         return self._edit_object(batch)
 
@@ -306,7 +303,8 @@ class DiffusionEditor:
     def _edit_object(self, batch: Batch) -> list[np.ndarray]:
         items = [item for _, _, item in batch]
         side = self.settings.resolution
-        if items[0].attribute == "texture":
+        paint = attributes.get(items[0].attribute).paint
+        if paint == "retexture":
             if self.settings.scene_model:
                 patches = self._paint([texture_prompt(item.value) for item in items], items)
             else:
@@ -315,7 +313,7 @@ class DiffusionEditor:
         for i, (image, mask, item) in enumerate(batch):
             height, width = mask.shape
             pixels = render.to_float(image)
-            if item.attribute == "color":
+            if paint == "recolor":
                 rgb = color_of(item.value)
                 start = pixels if rgb is None else editing.recolor(pixels, mask, rgb)
             else:

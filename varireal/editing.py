@@ -1,12 +1,12 @@
 """Minimal, mask-based edits of real images: one attribute changes, the object stays.
 
-Two backends share the plan (varireal/edit_plan.py), the runs (varireal/edit_runs.py) and the `Editor`
-interface; `make_editor` picks one.
-The `composite` backend works on the CPU with the procedural library in `render`:
-- background: a new scene around the object; the object's pixels are kept exactly;
-- color: the object recoloured inside its mask, keeping its shading (luminance relative to its mean);
-- texture: a pattern laid over the object's smoothed shading, blended into the mask.
-Pixels outside the mask (color, texture) or inside it (background) are never touched.
+Two backends share the plan, the manifest and the `Editor` interface; `varireal.backends` picks one.
+The `composite` backend works on the CPU with the procedural library in `render`, painting each
+attribute as its registry entry says (varireal/attributes.py):
+- scene (background): a new scene around the object; the object's pixels are kept exactly;
+- recolor (color): the object recoloured inside its mask, keeping its shading (luminance relative to its mean);
+- retexture (texture): a pattern laid over the object's smoothed shading, blended into the mask.
+Pixels outside the mask (recolor, retexture) or inside it (scene) are never touched.
 The `diffusion` backend (varireal/diffusion.py) follows the paper's recipe with diffusers.
 """
 
@@ -17,9 +17,8 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
-from varireal import render
+from varireal import attributes, render
 from varireal.edit_plan import EditItem
-from varireal.params import EditParams
 
 def edit_background(image: np.ndarray, mask: np.ndarray, value: str, rng: np.random.Generator) -> np.ndarray:
     height, width = mask.shape  # render draws squares; a real photo gets the top-left of a big enough one
@@ -73,22 +72,12 @@ class Editor(Protocol):
     def edit_batch(self, batch: list[tuple[np.ndarray, np.ndarray, EditItem]]) -> list[np.ndarray]: ...
 
 
-def make_editor(params: EditParams, device=None) -> Editor:
-    """The backend params.edit.backend names. The diffusion editor loads its models on first use, on
-    device (this process's own accelerator, e.g. cuda:1 under accelerate) when edit.device allows."""
-    if params.backend == "diffusion":
-        from varireal.diffusion import DiffusionEditor
-
-        return DiffusionEditor(params, device)
-    return CompositeEditor(params.texture_strength)
-
-
 def unknown_to_composite(prompts: dict) -> list[str]:
     """Values the composite editor cannot paint: it knows the procedural library's names only (the
     embedded world's vocabulary), not free text such as "living room sofa"."""
-    known = {"background": render.SCENES, "color": render.COLORS, "texture": render.TEXTURES}
     return sorted({f"{attribute} {value!r}" for lists in prompts.values() for attribute, by_feasibility in lists.items()
-                   for values in by_feasibility.values() for value in values if value not in known[attribute]})
+                   for values in by_feasibility.values() for value in values
+                   if value not in attributes.get(attribute).procedural})
 
 
 class CompositeEditor:
@@ -101,15 +90,16 @@ class CompositeEditor:
         """image: uint8 RGB, mask: bool; returns uint8 RGB of the same size."""
         rng = np.random.default_rng(item.seed)
         pixels = render.to_float(image)
-        if item.attribute == "background":
+        spec = attributes.get(item.attribute)
+        if spec.paint == "scene":
             out = edit_background(pixels, mask, item.value, rng)
-        elif item.attribute == "color":
+        elif spec.paint == "recolor":
             out = edit_color(pixels, mask, item.value, rng)
         else:
             out = edit_texture(pixels, mask, item.value, rng, self.texture_strength)
         # Untouched pixels go back bit for bit, not through a float round trip.
         out = render.to_uint8(out)
-        keep = mask if item.attribute == "background" else ~mask
+        keep = mask if spec.keeps_object else ~mask
         out[keep] = image[keep]
         return out
 

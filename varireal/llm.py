@@ -14,28 +14,21 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, create_model, field_validator
 
-from varireal import io
+from varireal import attributes, datasets, io
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, PromptParams
 from varireal.prompts import draw, overlap, value_problem
 
-# What the model is told a class is; an unknown dataset is described by its name.
-DATASET_KINDS = {
-    "world": "a species of the procedural creatures in a synthetic world",
-    "pets": "a cat or dog breed (Oxford-IIIT Pets)",
-    "aircraft": "an aircraft model variant (FGVC-Aircraft)",
-    "cars": "a car make, model and year (Stanford Cars)",
-    "flowers102": "a flower species (Oxford Flowers-102)",
-}
+# The attributes and the answer's shape, as the registry defines them; braces doubled for format().
+_MEANINGS = "\n".join(f"- {name}: {attributes.get(name).meaning};" for name in attributes.names())[:-1] + "."
+_SHAPE = "{" + ", ".join(f'"{name}": {{"feasible": [...], "infeasible": [...]}}' for name in attributes.names()) + "}"
 
 SYSTEM_PROMPT = """\
 You write attribute values for minimally editing real photos of one class of object. Each edit \
 changes one attribute and keeps the object's identity:
-- background: the scene around the object;
-- color: the object's own color, coat or paint;
-- texture: the object's surface material or pattern.
+""" + _MEANINGS + """
 A value is feasible if a real photo of this class could show it (a pug on a sofa, an Abyssinian \
 with ruddy fur). A value is infeasible if it could not occur in reality for this class, although it \
 can still be painted (a pug on the moon, a neon-green Abyssinian).
@@ -43,8 +36,7 @@ For each attribute give at least {n} feasible and at least {n} infeasible values
 value may be both feasible and infeasible. Each value is a short phrase of at most 4 words, without \
 slashes or line breaks.
 Answer with only a JSON object with exactly this shape:
-{{"background": {{"feasible": [...], "infeasible": [...]}}, "color": {{"feasible": [...], \
-"infeasible": [...]}}, "texture": {{"feasible": [...], "infeasible": [...]}}}}"""
+""" + _SHAPE.replace("{", "{{").replace("}", "}}")
 
 EXAMPLE_CLASS = ("Abyssinian", "a cat or dog breed (Oxford-IIIT Pets)")
 EXAMPLE_ANSWER = {
@@ -62,7 +54,7 @@ def user_message(class_name: str, kind: str) -> str:
 
 
 def conversation(class_name: str, dataset_name: str, values_per_list: int) -> list[dict[str, str]]:
-    kind = DATASET_KINDS.get(dataset_name, f"a class of the {dataset_name} dataset")
+    kind = datasets.spec(dataset_name).kind
     return [
         {"role": "system", "content": SYSTEM_PROMPT.format(n=values_per_list)},
         {"role": "user", "content": user_message(*EXAMPLE_CLASS)},
@@ -101,11 +93,9 @@ class Lists(BaseModel):
         return kept
 
 
-class Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    background: Lists
-    color: Lists
-    texture: Lists
+# One Lists per registered attribute, each required; any other key is an error sent back to the model.
+Answer = create_model("Answer", __config__=ConfigDict(extra="forbid"),
+                      **{name: (Lists, ...) for name in attributes.names()})
 
 
 FENCE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -209,8 +199,6 @@ class HFChat:
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-BACKENDS = {"openai": OpenAIChat, "hf": HFChat}
-
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
@@ -260,8 +248,10 @@ def ask(load_chat, params: PromptParams, class_name: str, dataset_name: str) -> 
                      "prompt.retries, or prompt.backend bank")
 
 
-def prompts(params: PromptParams, dataset_name: str, class_names: list[str], attributes=ATTRIBUTES, seed: int = 0):
-    """{class: {attribute: {feasible, infeasible}}} from the model, drawn like the bank's."""
-    load_chat = functools.cache(lambda: BACKENDS[params.backend](params))  # loaded on the first cache miss
+def prompts(chat, params: PromptParams, dataset_name: str, class_names: list[str], attributes=ATTRIBUTES,
+            seed: int = 0):
+    """{class: {attribute: {feasible, infeasible}}} from the model, drawn like the bank's; chat is the backend's
+    class (OpenAIChat, HFChat), made from params on the first cache miss."""
+    load_chat = functools.cache(lambda: chat(params))
     rules = {name: ask(load_chat, params, name, dataset_name) for name in class_names}
     return draw(rules, class_names, attributes, params.values_per_list, seed)

@@ -8,23 +8,34 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ATTRIBUTES = ("background", "color", "texture")
-Attribute = Literal["background", "color", "texture"]
+from varireal import datasets
+from varireal.attributes import names as attribute_names
+from varireal.errors import ParamError
 
+__all__ = ["ATTRIBUTES", "ParamError"]  # ParamError lives in errors, so that the datasets need not import params
 
-class ParamError(Exception):
-    """A parameter a user set is not allowed. Printed as one line; the command exits with 2."""
-
-    def __init__(self, key: str, value: Any, allowed: str, source: str = "params.yaml"):
-        self.key, self.value, self.allowed, self.source = key, value, allowed, source
-        super().__init__(key, value, allowed)
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.key}={self.value!r} is not allowed: {self.allowed}"
+# Attributes are registered in varireal/attributes.py itself, so this tuple is complete once imported.
+ATTRIBUTES = attribute_names()
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _registered(what: str, known) -> AfterValidator:
+    """A name that must be registered when the file is read (not when this module was imported), so
+    an entry registered later, by a test or a plugin, is allowed too."""
+
+    def check(name: str) -> str:
+        if name not in known():
+            raise ValueError(f"unknown {what}; registered: {', '.join(known())}")
+        return name
+
+    return AfterValidator(check)
+
+
+DatasetName = Annotated[str, _registered("dataset", datasets.names)]
+Attribute = Annotated[str, _registered("attribute", attribute_names)]
 
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -44,7 +55,7 @@ class MaskParams(Section):
     """How fetch finds the object in each training image (real datasets; the world knows its masks)."""
 
     method: Literal["auto", "trimap", "clipseg", "grabcut"] = Field(
-        "auto", description="auto: the pets trimaps for pets, CLIPSeg otherwise")
+        "auto", description="auto: the dataset's own (its registry entry's mask): trimaps for pets, CLIPSeg otherwise")
     model: str = Field("CIDAS/clipseg-rd64-refined", description="CLIPSeg model id or local folder")
     threshold: float = Field(0.4, gt=0, lt=1, description="CLIPSeg probability above which a pixel is object")
     min_area: float = Field(0.02, ge=0, lt=1, description="a mask covering less of the image falls back to GrabCut")
@@ -53,7 +64,7 @@ class MaskParams(Section):
 
 
 class DatasetParams(Section):
-    name: Literal["world", "pets", "aircraft", "cars", "flowers102"] = "world"
+    name: DatasetName = "world"
     root: str = "datasets"  # where downloaded datasets live; the embedded world needs none
     download: bool = False
     shots: int = Field(16, ge=1, description="real training images per class")
@@ -123,7 +134,7 @@ class DiffusionParams(Section):
 class EditParams(Section):
     backend: Literal["composite", "diffusion"] = "composite"
     model: str | None = Field(None, description="diffusion: inpainting model; null: the paper's SDXL inpainting")
-    attributes: list[Attribute] = Field(default_factory=lambda: list(ATTRIBUTES), min_length=1)
+    attributes: list[Attribute] = Field(default_factory=lambda: list(attribute_names()), min_length=1)
     per_image: int = Field(5, ge=1, description="edits per real image, attribute and feasibility")
     texture_strength: float = Field(0.8, ge=0, le=1, description="how much the new texture replaces the old (diffusion: before inpainting)")
     batch_size: int = Field(4, ge=1, description="diffusion: items per pipeline call")
@@ -165,8 +176,11 @@ class ScoreParams(Section):
     trust_remote_code: bool = Field(False, description="let vqa_model run Python code it ships (auto_map)")
 
 
+MixAttribute = Annotated[str, _registered("attribute (or all)", lambda: (*attribute_names(), "all"))]
+
+
 class MixParams(Section):
-    attribute: Literal["background", "color", "texture", "all"] = "all"
+    attribute: MixAttribute = "all"
     infeasible_ratio: float = Field(0.0, ge=0, le=1)
     synthetic_per_class: int = Field(40, ge=0, description="0 trains on real images only")
     include_real: bool = True

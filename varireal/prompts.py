@@ -2,8 +2,10 @@
 
 Backend `bank` reads them from rules that ship with the code, so the pipeline runs without an LLM.
 For the embedded world the rules are the world's own, so every value's feasibility is exact; for the
-real datasets they are curated lists in `varireal/prompt_bank/<dataset>.yaml` (format in each header).
-Backends `hf` and `openai` ask a chat model instead (`varireal.llm`). Every backend ends in `draw`.
+real datasets they are curated lists in the bank file of the dataset's registry entry, by default
+`varireal/prompt_bank/<dataset>.yaml` (format in each header).
+Backends `hf` and `openai` ask a chat model instead (`varireal.llm`); `varireal.backends` picks one.
+Every backend ends in `draw`.
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import cache
-from importlib import resources
 from typing import Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from varireal import attributes, datasets
+from varireal.datasets import Rules
 from varireal.errors import StageError
 
 FEASIBILITIES = ("feasible", "infeasible")
 MAX_VALUE_CHARS = 40
 
-Rules = dict[str, dict[str, list[str]]]  # attribute -> feasibility -> values
 
 
 def value_problem(value: str) -> str | None:
@@ -77,10 +79,8 @@ class _Lists(_Section):
     infeasible: list[str] | None = None
 
 
-class _Entry(_Section):
-    background: _Lists | None = None
-    color: _Lists | None = None
-    texture: _Lists | None = None
+# Every registered attribute may be set, none must be.
+_Entry = create_model("_Entry", __base__=_Section, **{name: (_Lists | None, None) for name in attributes.names()})
 
 
 class _Group(_Entry):
@@ -118,17 +118,19 @@ class BankFile(_Section):
         return rules
 
 
-def bank_datasets() -> list[str]:
-    folder = resources.files("varireal") / "prompt_bank"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+def _spec(dataset_name: str) -> datasets.DatasetSpec:
+    if dataset_name not in datasets.names():
+        raise StageError(f"the prompt bank has no values for dataset {dataset_name!r}, which is not registered "
+                         f"(registered: {', '.join(datasets.names())}); use prompt.backend hf or openai")
+    return datasets.spec(dataset_name)
 
 
 @cache
 def load_bank(dataset_name: str) -> BankFile:
-    path = resources.files("varireal") / "prompt_bank" / f"{dataset_name}.yaml"
+    path = _spec(dataset_name).bank_file()
     if not path.is_file():
-        raise StageError(f"the prompt bank has no values for dataset {dataset_name!r} (banks: "
-                         f"{', '.join(['world', *bank_datasets()])}); use prompt.backend hf or openai")
+        raise StageError(f"the prompt bank has no values for dataset {dataset_name!r} (no file {path}); "
+                         "use prompt.backend hf or openai")
     try:
         return BankFile.model_validate(yaml.safe_load(path.read_text()))
     except (yaml.YAMLError, ValidationError) as err:
@@ -137,21 +139,20 @@ def load_bank(dataset_name: str) -> BankFile:
 
 def bank_rules(dataset_name: str, class_name: str, attributes) -> Rules:
     """The full feasible and infeasible lists of one class, before drawing."""
-    if dataset_name == "world":
-        from varireal.datasets import world
-
-        return world.feasibility_rules(class_name)
+    rules_of = _spec(dataset_name).rules
+    if rules_of:  # a dataset whose rules are code (the embedded world): every value's feasibility is exact
+        return rules_of(class_name)
     bank_file = load_bank(dataset_name)
     try:
         rules = bank_file.rules(class_name, attributes)
     except KeyError:
         raise StageError(f"the {dataset_name} prompt bank has no values for class {class_name!r} "
-                         f"(varireal/prompt_bank/{dataset_name}.yaml); add it there or use prompt.backend "
+                         f"({datasets.spec(dataset_name).bank_file()}); add it there or use prompt.backend "
                          "hf or openai") from None
     clashes = overlap(rules)
     if clashes:
         raise StageError(f"the {dataset_name} prompt bank lists {clashes[0]} as both feasible and infeasible "
-                         f"for class {class_name!r}; fix varireal/prompt_bank/{dataset_name}.yaml")
+                         f"for class {class_name!r}; fix {datasets.spec(dataset_name).bank_file()}")
     return rules
 
 
@@ -162,12 +163,3 @@ def bank(dataset_name: str, class_names: list[str], attributes: tuple[str, ...],
     """
     rules = {name: bank_rules(dataset_name, name, attributes) for name in class_names}
     return draw(rules, class_names, attributes, values_per_list, seed)
-
-
-def generate(prompt_params, dataset_name: str, class_names: list[str], attributes, seed: int):
-    """The prompt stage's output for any backend."""
-    if prompt_params.backend == "bank":
-        return bank(dataset_name, class_names, attributes, prompt_params.values_per_list, seed)
-    from varireal import llm
-
-    return llm.prompts(prompt_params, dataset_name, class_names, attributes, seed)

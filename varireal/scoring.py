@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from varireal import attributes
 from varireal.errors import StageError
 from varireal.io import open_rgb, read_mask
 from varireal.records import SCORE_NAMES, ManifestRow, ScoreRow, Scores, SplitRow
@@ -41,11 +42,6 @@ DECIMALS = 6  # scores.csv is byte-stable across runs of the same inputs
 # score means the same across models.
 FEASIBILITY_SCALE = 100.0
 
-PRESENCE_TEMPLATES = {
-    "background": "a photo of a {cls} in {value}.",
-    "color": "a photo of a {value} {cls}.",
-    "texture": "a photo of a {cls} with {value} texture.",
-}
 VQA_QUESTIONS = ("Is the {attribute} of this {cls} {value}?", "Could a real photo of a {cls} look like this?")
 
 
@@ -57,7 +53,7 @@ def identity_kept(source: np.ndarray, edited: np.ndarray, mask: np.ndarray, attr
     """Share of the pixels the edit should not touch that are unchanged (all three channels equal)."""
     if source.shape != edited.shape:
         raise ValueError(f"edit of size {edited.shape} does not match its source's {source.shape}")
-    keep = mask if attribute == "background" else ~mask
+    keep = mask if attributes.get(attribute).keeps_object else ~mask
     if not keep.any():  # nothing was to be kept, so nothing was lost
         return 1.0
     return float((source == edited).all(axis=-1)[keep].mean())
@@ -111,7 +107,7 @@ def presence(edits: torch.Tensor, rows: Sequence[ManifestRow], prompts: dict, en
     for (cls, attribute), indices in groups.items():
         lists = prompts[cls][attribute]
         values = list(dict.fromkeys([*lists["feasible"], *lists["infeasible"]]))
-        texts = [PRESENCE_TEMPLATES[attribute].format(cls=_readable(cls), value=value) for value in values]
+        texts = [attributes.get(attribute).presence.format(cls=_readable(cls), value=value) for value in values]
         probabilities = (logit_scale * edits[indices] @ encode_texts(texts).T).softmax(dim=-1)
         wanted = torch.tensor([values.index(rows[i].value) for i in indices])
         out[indices] = probabilities[torch.arange(len(indices)), wanted]

@@ -10,14 +10,14 @@ from tqdm import tqdm
 
 from varireal import io, records
 from varireal.datasets import images, world
-from varireal.params import DatasetParams
 
 # Seed streams, so that train and test images never coincide.
 _TRAIN, _TEST = 0, 1
 
 
 class EmbeddedWorld:
-    def __init__(self, params: DatasetParams):
+    def __init__(self, params):
+        """params: the validated dataset section (varireal.params.DatasetParams)."""
         self.params = params
 
     def class_names(self) -> list[str]:

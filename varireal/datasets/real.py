@@ -17,11 +17,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from varireal import io, masks, records
-from varireal.datasets import images
-from varireal.datasets.sources import LOADERS, Sample, Source
-from varireal.errors import StageError, first_line
-from varireal.params import DatasetParams, ParamError
+from varireal import datasets, io, masks, records
+from varireal.datasets import DatasetSpec, images
+from varireal.datasets.sources import Sample, Source
+from varireal.errors import ParamError, StageError, first_line
 
 # Images decoded and segmented together; bounds memory on datasets of large photos.
 MASK_CHUNK = 16
@@ -29,15 +28,19 @@ MASK_METHODS = ("trimap", "clipseg", "grabcut", "box")
 
 
 class RealDataset:
-    def __init__(self, params: DatasetParams):
-        self.params = params
-        if params.mask.method == "trimap" and params.name != "pets":
-            raise ParamError("dataset.mask.method", "trimap", "only pets ships trimaps; use auto, clipseg or grabcut")
+    """A dataset the registry loads from disk (spec.load); params: its validated dataset section."""
+
+    def __init__(self, params, spec: DatasetSpec):
+        self.params, self.spec = params, spec
+        if params.mask.method == "trimap" and spec.mask != "trimap":
+            with_trimaps = [name for name in datasets.names() if datasets.spec(name).mask == "trimap"]
+            raise ParamError("dataset.mask.method", "trimap",
+                             f"only {', '.join(with_trimaps)} ships trimaps; use auto, clipseg or grabcut")
 
     @cached_property
     def source(self) -> Source:
         """The dataset as torchvision reads it (downloading it first if asked), cut to dataset.classes."""
-        source = LOADERS[self.params.name](Path(self.params.root), self.params.download)
+        source = self.spec.load(Path(self.params.root), self.params.download)
         keep = self.params.classes
         if keep is None:
             return source
@@ -45,7 +48,7 @@ class RealDataset:
             raise ParamError("dataset.classes", keep,
                              f"at most {len(source.classes)}, the classes of {self.params.name}")
         return Source(source.classes[:keep], [s for s in source.train if s.label < keep],
-                      [s for s in source.test if s.label < keep], source.mask_method)
+                      [s for s in source.test if s.label < keep])
 
     def class_names(self) -> list[str]:
         return list(self.source.classes)
@@ -56,7 +59,7 @@ class RealDataset:
 
     def mask_method(self) -> str:
         method = self.params.mask.method
-        return self.source.mask_method if method == "auto" else method
+        return self.spec.mask if method == "auto" else method
 
     def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> dict:
         """Write the layout; return fetch's counts (metrics/fetch.json). Bad images are skipped or converted

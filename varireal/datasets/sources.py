@@ -1,6 +1,6 @@
 """The real datasets, read through torchvision's dataset classes from their official on-disk layouts.
 
-Each loader returns a Source: class names and the official train(-val) and test splits as lists of
+Each loader, a `load` of the dataset registry (varireal/datasets/__init__.py), returns a Source: class names and the official train(-val) and test splits as lists of
 Samples (the image file in the dataset's own folder, its label, and whatever helps find the object).
 """
 
@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from varireal.errors import StageError
-from varireal.masks import Box
+
+if TYPE_CHECKING:  # masks imports OpenCV, too slow for params, which reads the dataset registry
+    from varireal.masks import Box
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,6 @@ class Source:
     classes: list[str]
     train: list[Sample]
     test: list[Sample]
-    mask_method: str  # what dataset.mask.method: auto means here
 
 
 def _open(dataset_class, name: str, folder: Path, missing: str, download: bool, **kwargs):
@@ -61,7 +63,7 @@ def pets(root: Path, download: bool) -> Source:
                 in zip(dataset._images, dataset._labels, dataset._bin_labels, dataset._segs)]
 
     # torchvision already turns "american_bulldog" into "American Bulldog".
-    return Source(splits["trainval"].classes, samples(splits["trainval"]), samples(splits["test"]), "trimap")
+    return Source(splits["trainval"].classes, samples(splits["trainval"]), samples(splits["test"]))
 
 
 def _read_boxes(path: Path) -> dict[str, Box]:
@@ -89,7 +91,7 @@ def aircraft(root: Path, download: bool) -> Source:
         return [Sample(Path(image), label, "an airplane", box=boxes.get(Path(image).stem))
                 for image, label in zip(dataset._image_files, dataset._labels)]
 
-    return Source(list(splits["trainval"].classes), samples(splits["trainval"]), samples(splits["test"]), "clipseg")
+    return Source(list(splits["trainval"].classes), samples(splits["trainval"]), samples(splits["test"]))
 
 
 CARS_LAYOUT = ("stanford_cars/ holding devkit/{cars_meta.mat,cars_train_annos.mat}, cars_train/*.jpg, "
@@ -123,7 +125,7 @@ def cars(root: Path, download: bool) -> Source:
         return [Sample(Path(image), int(label), "a car", box=boxes.get(Path(image).name))
                 for image, label in dataset._samples]
 
-    return Source(list(splits["train"].classes), samples(splits["train"]), samples(splits["test"]), "clipseg")
+    return Source(list(splits["train"].classes), samples(splits["train"]), samples(splits["test"]))
 
 
 def flowers102_classes() -> list[str]:
@@ -145,7 +147,5 @@ def flowers102(root: Path, download: bool) -> Source:
                 for dataset in datasets for image, label in zip(dataset._image_files, dataset._labels)]
 
     # Train and val hold 10 images per class each: the few-shot pool is both (the "train-val" split).
-    return Source(flowers102_classes(), samples(splits["train"], splits["val"]), samples(splits["test"]), "clipseg")
+    return Source(flowers102_classes(), samples(splits["train"], splits["val"]), samples(splits["test"]))
 
-
-LOADERS = {"pets": pets, "aircraft": aircraft, "cars": cars, "flowers102": flowers102}

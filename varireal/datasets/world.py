@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from varireal import render
+from varireal import attributes, render
 
 # (name, lobes, pointed)
 SPECIES = [
@@ -29,12 +29,9 @@ SPECIES = [
     ("heptastar", 7, True),
 ]
 CLASS_NAMES = [name for name, _, _ in SPECIES]
-ATTRIBUTES = ("background", "color", "texture")
-VOCABULARY = {
-    "background": list(render.SCENES),
-    "color": list(render.COLORS),
-    "texture": list(render.TEXTURES),
-}
+ATTRIBUTES = ("background", "color", "texture")  # the world's own: each instance has one value of each
+# Every value the procedural library paints, as the attribute registry lists them.
+VOCABULARY = {attribute: list(attributes.get(attribute).procedural) for attribute in ATTRIBUTES}
 
 # The world's training population per species; few-shot splits draw from it, the test split is
 # rendered from a disjoint seed stream.

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from varireal import edit_plan, edit_runs, editing, io, records, resume
+from varireal import backends, edit_plan, edit_runs, editing, io, records, resume
 from varireal.batching import HalvingBatches
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
@@ -103,7 +103,7 @@ def main(params_path="params.yaml") -> None:
     print(f"edit: process {state.process_index + 1} of {state.num_processes}: {len(share)} of {len(items)} items",
           flush=True)
     jobs = [(item, staging / relative[item]) for item in share if not (staging / relative[item]).is_file()]
-    editor = editing.make_editor(params.edit, state.device)
+    editor = backends.editor(params.edit, state.device)
     # The processes of this node (torchrun's or MPI's count) share its CPUs.
     workers = edit_runs.cpu_workers(params.edit.workers, local_processes())
     in_batches = HalvingBatches(params.edit.batch_size, "edit")

@@ -4,7 +4,7 @@ the run's edits, one MLflow run."""
 import os
 
 from varireal import classifier as clf
-from varireal import evaluation, io, mixing, records, sheets
+from varireal import datasets, evaluation, io, mixing, records, sheets
 from varireal.params import load
 from varireal.runtime import fix_cpu_threads, resolve_device
 
@@ -17,7 +17,7 @@ def main(params_path="params.yaml") -> None:
     fix_cpu_threads(params.train.threads)
     class_names = io.read_json(RAW / "classes.json")
     test = records.read_split(RAW / "test.csv")
-    classifier, preprocess, _ = clf.load(CHECKPOINT)
+    classifier, preprocess, _ = clf.load(CHECKPOINT, datasets.spec(params.dataset.name).template)
     device = resolve_device(params.train.device)
     predictions = evaluation.predict(classifier, test, preprocess, params.eval.batch_size, device)
     scores = evaluation.accuracy(test, predictions, class_names)

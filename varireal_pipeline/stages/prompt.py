@@ -1,6 +1,6 @@
 """prompt: feasible and infeasible attribute values per class, in data/prompts.json."""
 
-from varireal import io, prompts
+from varireal import backends, io
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
 
@@ -13,5 +13,5 @@ def main(params_path="params.yaml") -> None:
         raise StageError(f"{RAW / 'classes.json'} is missing; run `varireal fetch` first")
     class_names = io.read_json(RAW / "classes.json")
     # Every class is answered before anything is written: a failure leaves the old file as it was.
-    values = prompts.generate(params.prompt, params.dataset.name, class_names, ATTRIBUTES, params.seed)
+    values = backends.prompts(params.prompt, params.dataset.name, class_names, ATTRIBUTES, params.seed)
     io.write_json(PROMPTS, values)

@@ -1,7 +1,7 @@
 """train: fine-tune CLIP on the mixed set; the checkpoint in models/lora/, metrics in metrics/train.json."""
 
 from varireal import classifier as clf
-from varireal import io, records, training
+from varireal import datasets, io, records, training
 from varireal.runtime import fix_cpu_threads, process_state
 from varireal.params import load
 
@@ -19,7 +19,8 @@ def main(params_path="params.yaml") -> None:
     # Same params, same bits on the CPU: fixed thread count, deterministic kernels.
     fix_cpu_threads(p.threads, deterministic=True)
     classifier, preprocess_train, preprocess_eval = clf.build(
-        class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora
+        class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora,
+        template=datasets.spec(params.dataset.name).template,
     )
     history = training.train(classifier, real, synthetic, preprocess_train if p.augment else preprocess_eval, p)
     state = process_state(p.device)  # the one training.train joined
