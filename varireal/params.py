@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from varireal.records import ScoreName  # the score stage's columns, defined with its record
 from varireal import datasets
 from varireal.attributes import names as attribute_names
 from varireal.errors import ParamError
@@ -160,7 +161,6 @@ class EditParams(Section):
         return self
 
 
-ScoreName = Literal["feasibility", "presence", "identity_kept", "identity_clip", "vqa"]
 
 
 class ScoreParams(Section):

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from varireal import io
-from varireal.params import ScoreName
+
+# The scores of the score stage, its columns in scores.csv (params' mix.filter_score names one of them).
+ScoreName = Literal["feasibility", "presence", "identity_kept", "identity_clip", "vqa"]
 
 
 def _text_or_none(cell: str | None) -> str | None:
