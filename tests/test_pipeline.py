@@ -102,6 +102,7 @@ def test_new_ratio_reruns_mix_train_eval_only_and_logs_a_mixed_run(dvc_project):
     assert "top1" in shown and "half" in shown
 
 
+@pytest.mark.slow  # a few minutes on 2 cores: `make test-slow`, which CI runs
 def test_queued_grid_runs_two_at_a_time_and_lands_in_the_root_store(dvc_project):
     """The README's sweep: a grid over ratio x replicate seed, queued and run two at a time."""
     root, sh, _ = dvc_project
@@ -139,6 +140,7 @@ def test_queued_grid_runs_two_at_a_time_and_lands_in_the_root_store(dvc_project)
     assert artifact.is_file() and root in artifact.parents
 
 
+@pytest.mark.slow  # a few minutes on 2 cores: `make test-slow`, which CI runs
 def test_launcher_params_run_edit_and_train_in_two_processes_under_dvc(dvc_project):
     """README "Several GPUs": the launcher params put `accelerate launch` in front of edit and train.
     On the CPU accelerate starts the processes with mpirun (tests/launching.py)."""
