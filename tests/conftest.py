@@ -90,6 +90,14 @@ def tiny_sam2(tmp_path_factory) -> dict[bool, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_background_remover(tmp_path_factory) -> Path:
+    """A model folder that ships its own code (auto_map), like briaai/RMBG-1.4; its foreground: dark pixels."""
+    import tiny_detectors
+
+    return tiny_detectors.background_remover(tmp_path_factory.mktemp("tiny-remover"))
+
+
+@pytest.fixture(scope="session")
 def tiny_diffusion(tmp_path_factory) -> dict[str, str]:
     """Folders of a tiny SD inpainting pipeline, a text-to-image pipeline, a Canny ControlNet and an IP-Adapter."""
     import tiny_models

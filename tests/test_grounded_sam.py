@@ -148,3 +148,42 @@ def test_fetch_with_a_bad_detector_is_one_line_and_exit_1(real, tmp_path):
     assert result.exit_code == 1, result.output
     assert "cannot load dataset.mask.detector=" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_background_remover_runs_only_with_trust_remote_code(tmp_path, tiny_background_remover):
+    with pytest.raises(StageError, match="dataset.mask.trust_remote_code: true") as error:
+        masks.BackgroundRemover(str(tiny_background_remover), "cpu", trust_remote_code=False)
+    assert "\n" not in str(error.value)
+    remover = masks.BackgroundRemover(str(tiny_background_remover), "cpu", trust_remote_code=True)
+    image, truth = object_on_background()  # a dark-red ellipse on light grey
+    mask = remover.mask(image)
+    assert mask.shape == truth.shape and mask.dtype == bool
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.8
+
+
+def test_fetch_falls_back_to_the_background_remover_when_nothing_is_found(real, tiny_background_remover):
+    real("flowers102", box_threshold=0.6, fallback="rmbg", background_remover=str(tiny_background_remover),
+         trust_remote_code=True)
+    result = fetch()
+    assert result.exit_code == 0, result.output
+    rows = io.read_csv("data/raw/train.csv")
+    assert {row["mask_method"] for row in rows} == {"rmbg"}
+    for row in rows:
+        with Image.open(row["mask"]) as mask:
+            assert 0.1 < (np.asarray(mask) == 255).mean() < 0.8  # the fixture's dark ellipse, not everything
+
+    real("flowers102", box_threshold=0.6, fallback="rmbg", background_remover=str(tiny_background_remover))
+    result = fetch()
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]  # after the loading bars
+    assert len(errors) == 1 and "dataset.mask.trust_remote_code: true" in errors[0]
+
+
+def test_datasets_without_trimaps_default_to_grounded_sam_with_the_official_words():
+    from varireal import datasets
+
+    real = ("pets", "aircraft", "cars", "flowers102")
+    assert {name: datasets.spec(name).word for name in real} == {
+        "pets": "pet", "aircraft": "aircraft", "cars": "car", "flowers102": "flower"}
+    assert {name: datasets.spec(name).mask for name in real} == {
+        "pets": "trimap", "aircraft": "grounded-sam", "cars": "grounded-sam", "flowers102": "grounded-sam"}

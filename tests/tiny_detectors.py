@@ -90,3 +90,50 @@ def sam2(folder: Path, inside: bool = True) -> Path:
     image_processor = Sam2ImageProcessor(size={"height": side, "width": side}, mask_size={"height": 16, "width": 16})
     Sam2Processor(image_processor=image_processor).save_pretrained(folder)
     return folder
+
+
+REMOVER_CODE = '''"""A tiny background remover shipped as model code (auto_map), as briaai/RMBG-1.4 ships its own: one 1x1
+convolution whose output is high on dark pixels, returned in RMBG's nesting (outputs[0][0])."""
+
+import torch
+from transformers import PreTrainedConfig, PreTrainedModel
+
+
+class TinyRemoverConfig(PreTrainedConfig):
+    model_type = "tiny_remover"
+
+
+class TinyRemover(PreTrainedModel):
+    config_class = TinyRemoverConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+        self.post_init()
+
+    def forward(self, pixel_values):
+        return [[self.conv(pixel_values)]]
+'''
+
+
+def background_remover(folder: Path) -> Path:
+    """A remote-code model folder like briaai/RMBG-1.4: it loads only with trust_remote_code, and calls the
+    dark pixels (the dataset fixtures' objects) foreground."""
+    import importlib.util
+
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny_remover.py").write_text(REMOVER_CODE)
+    spec = importlib.util.spec_from_file_location("tiny_remover", folder / "tiny_remover.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.TinyRemoverConfig()
+    config.auto_map = {"AutoConfig": "tiny_remover.TinyRemoverConfig",
+                       "AutoModelForImageSegmentation": "tiny_remover.TinyRemover"}
+    model = module.TinyRemover(config)
+    with torch.no_grad():
+        model.conv.weight.fill_(-1.0)
+        model.conv.bias.zero_()
+    model.save_pretrained(folder)
+    return folder

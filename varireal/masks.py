@@ -21,6 +21,10 @@ KEEP_COMPONENT_FRACTION = 0.2
 # Without a box, GrabCut starts from the centre: everything within this margin of the border is background.
 CENTRED_BOX_MARGIN = 0.05
 GRABCUT_ITERATIONS = 5
+# A background remover (RMBG-1.4) sees the image at this side, as the official code feeds it, and calls a pixel
+# object from this share of its min-max normalised output (128 of 255 in the official 8-bit mask).
+REMOVER_SIDE = 1024
+REMOVER_CUT = 128 / 255
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1 and y1 exclusive
 
@@ -135,7 +139,7 @@ def _load(loader, model: str, key: str, trust_remote_code: bool):
         return from_pretrained(loader, model, key, trust_remote_code)
     except (OSError, ValueError, KeyError) as err:  # not on the hub, offline, the wrong kind of model, not a valid id
         raise StageError(f"cannot load {key}={model!r} ({first_line(err)}); give a model id the hub has or a "
-                         "local folder, or set dataset.mask.method: clipseg or grabcut") from None
+                         "local folder, or choose another dataset.mask.method or dataset.mask.fallback") from None
 
 
 class GroundedSam:
@@ -202,6 +206,39 @@ class GroundedSam:
         """The object prompt names, or None when the detector finds no box for it."""
         box = self.box(image, prompt)
         return None if box is None else self.segment(image, box)
+
+
+class BackgroundRemover:
+    """A background-removal model (the official fallback, briaai/RMBG-1.4) as transformers'
+    AutoModelForImageSegmentation loads it: RMBG-1.4 ships its own model code, so it loads only where
+    dataset.mask.trust_remote_code is true, and is refused in one line otherwise."""
+
+    def __init__(self, model: str, device: str = "auto", trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoModelForImageSegmentation
+
+        from varireal.runtime import resolve_device
+
+        self.device = resolve_device(device)
+        self.model = _load(AutoModelForImageSegmentation, model, "dataset.mask.background_remover",
+                           trust_remote_code).to(self.device).eval()
+        self._torch = torch
+
+    def mask(self, image: np.ndarray) -> np.ndarray:
+        """The foreground: the model's first output at REMOVER_SIDE (pixels / 255 - 0.5, as the official code
+        feeds it), min-max normalised, resized to the image, cut at REMOVER_CUT."""
+        torch = self._torch
+        from torch.nn.functional import interpolate
+
+        pixels = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)[None].float()
+        pixels = interpolate(pixels, size=(REMOVER_SIDE, REMOVER_SIDE), mode="bilinear") / 255 - 0.5
+        with torch.inference_mode():
+            output = self.model(pixels.to(self.device))[0][0].float().cpu()
+        output = interpolate(output.reshape(1, 1, *output.shape[-2:]), size=image.shape[:2], mode="bilinear")[0, 0]
+        low, high = output.min(), output.max()
+        if high <= low:  # a flat answer: nothing stands out
+            return np.zeros(image.shape[:2], dtype=bool)
+        return ((output - low) / (high - low) >= REMOVER_CUT).numpy()
 
 
 def covers(mask: np.ndarray, min_area: float) -> bool:

@@ -64,8 +64,10 @@ class MaskParams(Section):
     box_threshold: float = Field(0.4, gt=0, lt=1, description="grounded-sam: boxes scoring at most this are dropped")
     text_threshold: float = Field(0.3, gt=0, lt=1, description="grounded-sam: picks the words that label a box; "
                                                                 "changes no mask")
-    fallback: Literal["clipseg", "grabcut"] = Field(
-        "clipseg", description="grounded-sam: when no box is found or its mask is too small; GrabCut follows either")
+    fallback: Literal["clipseg", "rmbg", "grabcut"] = Field(
+        "clipseg", description="grounded-sam: when no box is found or its mask is too small; GrabCut follows "
+                               "either. rmbg (official) runs model code it ships: needs trust_remote_code")
+    background_remover: str = Field("briaai/RMBG-1.4", description="fallback rmbg: the model id or local folder")
     model: str = Field("CIDAS/clipseg-rd64-refined", description="CLIPSeg model id or local folder")
     threshold: float = Field(0.4, gt=0, lt=1, description="CLIPSeg probability above which a pixel is object")
     min_area: float = Field(0.02, ge=0, lt=1, description="a mask covering less of the image falls back to GrabCut")

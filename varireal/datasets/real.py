@@ -24,7 +24,7 @@ from varireal.errors import ParamError, StageError, first_line
 
 # Images decoded and segmented together; bounds memory on datasets of large photos.
 MASK_CHUNK = 16
-MASK_METHODS = ("trimap", "grounded-sam", "clipseg", "grabcut", "box")
+MASK_METHODS = ("trimap", "grounded-sam", "clipseg", "rmbg", "grabcut", "box")
 
 
 class RealDataset:
@@ -70,12 +70,14 @@ class RealDataset:
         grounded = (masks.GroundedSam(settings.detector, settings.segmenter, settings.box_threshold,
                                        settings.text_threshold, settings.device, settings.trust_remote_code)
                     if self.mask_method() == "grounded-sam" else None)
+        remover = (masks.BackgroundRemover(settings.background_remover, settings.device, settings.trust_remote_code)
+                   if grounded and settings.fallback == "rmbg" else None)
         segmenter = (_load_clipseg(settings.model, settings.device, settings.trust_remote_code)
                      if self.mask_method() == "clipseg" or (grounded and settings.fallback == "clipseg") else None)
         counts = {"train": images.empty_counts(), "test": images.empty_counts()}
         train = self._admit_shots(out, path_prefix, shots, seed, counts["train"])
         train_rows = []
-        made = self._masks(train, out, path_prefix, grounded, segmenter)
+        made = self._masks(train, out, path_prefix, grounded, segmenter, remover)
         for (_, row), (mask, method) in tqdm(zip(train, made), total=len(train), desc="train masks", unit="img"):
             rel = Path(row.path).relative_to(path_prefix / "images").with_suffix(".png")
             masks.save_mask(mask, out / "masks" / rel)
@@ -137,10 +139,12 @@ class RealDataset:
                                 label=sample.label, class_name=name)
 
     def _masks(self, train: list[tuple[Sample, records.SplitRow]], out: Path, path_prefix: Path,
-               grounded: masks.GroundedSam | None, segmenter: masks.ClipSeg | None):
+               grounded: masks.GroundedSam | None, segmenter: masks.ClipSeg | None,
+               remover: masks.BackgroundRemover | None):
         """Yield (mask, method that produced it) per admitted training image, in order; images are read
         from their admitted copies (8-bit RGB). A missing or broken trimap falls back to GrabCut; grounded-sam
-        without a box or with too small a mask to dataset.mask.fallback (CLIPSeg), and that to GrabCut."""
+        without a box or with too small a mask to dataset.mask.fallback (CLIPSeg or the background remover),
+        and that to GrabCut."""
         method, settings = self.mask_method(), self.params.mask
         for start in range(0, len(train), MASK_CHUNK):
             chunk = train[start:start + MASK_CHUNK]
@@ -159,13 +163,16 @@ class RealDataset:
             if grounded:
                 found = [(grounded.mask(image, masks.grounding_prompt(self.spec.word, row.class_name)), method)
                          for (_, row), image in zip(chunk, images_)]
+            missing = [i for i, (mask, _) in enumerate(found)
+                       if mask is None or not masks.covers(mask, settings.min_area)]
             if segmenter:
-                missing = [i for i, (mask, _) in enumerate(found)
-                           if mask is None or not masks.covers(mask, settings.min_area)]
                 made = segmenter.masks([images_[i] for i in missing], [chunk[i][0].prompt for i in missing],
                                        settings.threshold)
                 for i, mask in zip(missing, made):
                     found[i] = mask, "clipseg"
+            if remover:
+                for i in missing:
+                    found[i] = remover.mask(images_[i]), "rmbg"
             for (sample, _), image, (mask, made_by) in zip(chunk, images_, found):
                 if mask is not None and masks.covers(mask, settings.min_area):
                     yield mask, made_by
