@@ -66,7 +66,8 @@ def sam2(folder: Path, inside: bool = True) -> Path:
     from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
 
     side = 2 * SIDE  # Hiera's patch stride 4 and three 2x poolings: feature maps of 16, 8, 4 (and 2) cells
-    hiera = {"model_type": "sam2_hiera_det_model", "hidden_size": 8, "image_size": [side, side], "embed_dim_per_stage": [8, 16, 32, 64],
+    hiera = {"model_type": "sam2_hiera_det_model", "hidden_size": 8, "image_size": [side, side],
+             "embed_dim_per_stage": [8, 16, 32, 64],
              "num_attention_heads_per_stage": [1, 1, 1, 1], "blocks_per_stage": [1, 1, 2, 1],
              "window_size_per_stage": [2, 2, 2, 2], "global_attention_blocks": [3],
              "window_positional_embedding_background_size": [2, 2]}
@@ -92,8 +93,8 @@ def sam2(folder: Path, inside: bool = True) -> Path:
     return folder
 
 
-REMOVER_CODE = '''"""A tiny background remover shipped as model code (auto_map), as briaai/RMBG-1.4 ships its own: one 1x1
-convolution whose output is high on dark pixels, returned in RMBG's nesting (outputs[0][0])."""
+REMOVER_CODE = '''"""A tiny background remover shipped as model code (auto_map), as briaai/RMBG-1.4 ships its
+own: one 1x1 convolution whose output is high on dark pixels, returned in RMBG's nesting (outputs[0][0])."""
 
 import torch
 from transformers import PreTrainedConfig, PreTrainedModel

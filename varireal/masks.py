@@ -145,10 +145,10 @@ def _load(loader, model: str, key: str, trust_remote_code: bool):
 class GroundedSam:
     """Grounding DINO finds the object a text prompt names; SAM 2 segments it inside the top-scoring box.
 
-    detector: a GroundingDino model id or folder; segmenter: a SAM 2 (or SAM) one, loaded through
-    transformers' Auto classes. A box scores the best match of any prompt word (sigmoid); boxes at or under
-    box_threshold are dropped. text_threshold only picks the words that label a box, so it changes no mask;
-    it is passed on as the official code does.
+    detector: a Grounding DINO model id or folder; segmenter: a SAM 2 one (transformers' Sam2Model and
+    Sam2Processor, through its Auto classes). A box scores the best match of any prompt word (sigmoid);
+    boxes at or under box_threshold are dropped. text_threshold only picks the words that label a box, so
+    it changes no mask; it is passed on as the official code does.
     """
 
     def __init__(self, detector: str, segmenter: str, box_threshold: float, text_threshold: float,
@@ -196,8 +196,8 @@ class GroundedSam:
         inputs = self.segmenter_processor(images=image, input_boxes=[[list(box)]], return_tensors="pt").to(self.device)
         with torch.inference_mode():
             outputs = self.segmenter(**inputs, multimask_output=False)
-        sizes = {key: inputs[key].cpu() for key in ("original_sizes", "reshaped_input_sizes") if key in inputs}
-        mask = self.segmenter_processor.post_process_masks(outputs.pred_masks.cpu(), **sizes)[0][0, 0].numpy()
+        mask = self.segmenter_processor.post_process_masks(outputs.pred_masks.cpu(),
+                                                           inputs["original_sizes"].cpu())[0][0, 0].numpy()
         inside = np.zeros(mask.shape, dtype=bool)
         inside[box[1]:box[3], box[0]:box[2]] = True
         return largest_object(mask.astype(bool) & inside)

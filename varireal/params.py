@@ -56,11 +56,12 @@ class MaskParams(Section):
     """How fetch finds the object in each training image (real datasets; the world knows its masks)."""
 
     method: Literal["auto", "trimap", "grounded-sam", "clipseg", "grabcut"] = Field(
-        "auto", description="auto: the dataset's own (its registry entry's mask): trimaps for pets, grounded-sam otherwise")
+        "auto", description="auto: the dataset's own (its registry entry's mask): trimaps for pets, "
+                            "grounded-sam otherwise")
     detector: str = Field("IDEA-Research/grounding-dino-base",
                           description="grounded-sam: Grounding DINO model id or local folder (the official one)")
     segmenter: str = Field("facebook/sam2.1-hiera-large",
-                           description="grounded-sam: SAM 2 (or SAM) model id or local folder (the official SAM 2.1 large)")
+                           description="grounded-sam: SAM 2 model id or local folder (the official SAM 2.1 large)")
     box_threshold: float = Field(0.4, gt=0, lt=1, description="grounded-sam: boxes scoring at most this are dropped")
     text_threshold: float = Field(0.3, gt=0, lt=1, description="grounded-sam: picks the words that label a box; "
                                                                 "changes no mask")

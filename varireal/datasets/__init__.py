@@ -9,7 +9,7 @@ Every dataset writes the same on-disk layout, which the other stages read:
 
 <class> is io.slug(class name). Paths in the CSV files are relative to the project root, as the
 stages see them. Real datasets have masks for the training split only (test rows leave mask empty)
-and add a mask_method column to train.csv: trimap, grounded-sam, clipseg, grabcut or box.
+and add a mask_method column to train.csv: trimap, grounded-sam, clipseg, rmbg, grabcut or box.
 
 This package imports nothing that imports varireal.params: params checks dataset.name against it.
 """
@@ -49,9 +49,8 @@ class DatasetSpec:
     name: str
     kind: str  # what one of its classes is, as the LLM is told
     load: Callable[[Path, bool], sources.Source] | None = None  # (dataset.root, dataset.download) -> Source
-    mask: str = "grounded-sam"  # what dataset.mask.method: auto means for a loaded dataset: trimap, grounded-sam,
-    # clipseg or grabcut
-    word: str = ""  # what one of its objects is, in the grounded-sam prompt "A <word> <class>." (official: pet, car, ...)
+    mask: str = "grounded-sam"  # what dataset.mask.method: auto means for a loaded dataset (trimap, grounded-sam, ...)
+    word: str = ""  # what one of its objects is, in grounded-sam's prompt "A <word> <class>." (official: pet, car)
     open: Callable[..., Dataset] | None = None  # (dataset params) -> Dataset
     rules: Callable[[str], Rules] | None = None  # a class's full prompt lists; None: the bank file
     bank: Traversable | Path | None = None  # the prompt bank file; None: varireal/prompt_bank/<name>.yaml

@@ -35,7 +35,8 @@ class RealDataset:
         if params.mask.method == "trimap" and spec.mask != "trimap":
             with_trimaps = [name for name in datasets.names() if datasets.spec(name).mask == "trimap"]
             raise ParamError("dataset.mask.method", "trimap",
-                             f"only {', '.join(with_trimaps)} ships trimaps; use auto, grounded-sam, clipseg or grabcut")
+                             f"only {', '.join(with_trimaps)} ships trimaps; "
+                             "use auto, grounded-sam, clipseg or grabcut")
 
     @cached_property
     def source(self) -> Source:
