@@ -73,6 +73,31 @@ def tiny_clipseg(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_grounding_dino(tmp_path_factory) -> Path:
+    """A random Grounding DINO that scores every query 0.5 and puts it on tiny_detectors.BOX."""
+    import tiny_detectors
+
+    return tiny_detectors.grounding_dino(tmp_path_factory.mktemp("tiny-grounding-dino"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2(tmp_path_factory) -> dict[bool, Path]:
+    """Two random SAM 2s: {True: one whose mask is the whole image, False: one whose mask is empty}."""
+    import tiny_detectors
+
+    return {inside: tiny_detectors.sam2(tmp_path_factory.mktemp(f"tiny-sam2-{inside}"), inside)
+            for inside in (True, False)}
+
+
+@pytest.fixture(scope="session")
+def tiny_background_remover(tmp_path_factory) -> Path:
+    """A model folder that ships its own code (auto_map), like briaai/RMBG-1.4; its foreground: dark pixels."""
+    import tiny_detectors
+
+    return tiny_detectors.background_remover(tmp_path_factory.mktemp("tiny-remover"))
+
+
+@pytest.fixture(scope="session")
 def tiny_diffusion(tmp_path_factory) -> dict[str, str]:
     """Folders of a tiny SD inpainting pipeline, a text-to-image pipeline, a Canny ControlNet and an IP-Adapter."""
     import tiny_models

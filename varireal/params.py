@@ -55,13 +55,25 @@ Launcher = Annotated[str, AfterValidator(_launcher), Field(description=(
 class MaskParams(Section):
     """How fetch finds the object in each training image (real datasets; the world knows its masks)."""
 
-    method: Literal["auto", "trimap", "clipseg", "grabcut"] = Field(
-        "auto", description="auto: the dataset's own (its registry entry's mask): trimaps for pets, CLIPSeg otherwise")
+    method: Literal["auto", "trimap", "grounded-sam", "clipseg", "grabcut"] = Field(
+        "auto", description="auto: the dataset's own (its registry entry's mask): trimaps for pets, "
+                            "grounded-sam otherwise")
+    detector: str = Field("IDEA-Research/grounding-dino-base",
+                          description="grounded-sam: Grounding DINO model id or local folder (the official one)")
+    segmenter: str = Field("facebook/sam2.1-hiera-large",
+                           description="grounded-sam: SAM 2 model id or local folder (the official SAM 2.1 large)")
+    box_threshold: float = Field(0.4, gt=0, lt=1, description="grounded-sam: boxes scoring at most this are dropped")
+    text_threshold: float = Field(0.3, gt=0, lt=1, description="grounded-sam: picks the words that label a box; "
+                                                                "changes no mask")
+    fallback: Literal["clipseg", "rmbg", "grabcut"] = Field(
+        "clipseg", description="grounded-sam: when no box is found or its mask is too small; GrabCut follows "
+                               "either. rmbg (official) runs model code it ships: needs trust_remote_code")
+    background_remover: str = Field("briaai/RMBG-1.4", description="fallback rmbg: the model id or local folder")
     model: str = Field("CIDAS/clipseg-rd64-refined", description="CLIPSeg model id or local folder")
     threshold: float = Field(0.4, gt=0, lt=1, description="CLIPSeg probability above which a pixel is object")
     min_area: float = Field(0.02, ge=0, lt=1, description="a mask covering less of the image falls back to GrabCut")
     device: Device = "auto"
-    trust_remote_code: bool = Field(False, description="let the CLIPSeg folder run Python code it ships (auto_map)")
+    trust_remote_code: bool = Field(False, description="let the mask models' folders run Python code they ship (auto_map)")
 
 
 class DatasetParams(Section):

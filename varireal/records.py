@@ -56,7 +56,7 @@ class SplitRow:
     background: str | None = None
     color: str | None = None
     texture: str | None = None
-    mask_method: str | None = None  # a real dataset's training shots: trimap, clipseg, grabcut or box
+    mask_method: str | None = None  # a real dataset's training shots: trimap, grounded-sam, clipseg, rmbg, grabcut, box
 
     def as_row(self) -> dict[str, Any]:
         return {"path": self.path, "mask": self.mask, "label": self.label, "class": self.class_name,

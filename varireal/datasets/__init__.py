@@ -9,7 +9,7 @@ Every dataset writes the same on-disk layout, which the other stages read:
 
 <class> is io.slug(class name). Paths in the CSV files are relative to the project root, as the
 stages see them. Real datasets have masks for the training split only (test rows leave mask empty)
-and add a mask_method column to train.csv: trimap, clipseg, grabcut or box.
+and add a mask_method column to train.csv: trimap, grounded-sam, clipseg, rmbg, grabcut or box.
 
 This package imports nothing that imports varireal.params: params checks dataset.name against it.
 """
@@ -49,7 +49,8 @@ class DatasetSpec:
     name: str
     kind: str  # what one of its classes is, as the LLM is told
     load: Callable[[Path, bool], sources.Source] | None = None  # (dataset.root, dataset.download) -> Source
-    mask: str = "clipseg"  # what dataset.mask.method: auto means for a loaded dataset: trimap, clipseg, grabcut
+    mask: str = "grounded-sam"  # what dataset.mask.method: auto means for a loaded dataset (trimap, grounded-sam, ...)
+    word: str = ""  # what one of its objects is, in grounded-sam's prompt "A <word> <class>." (official: pet, car)
     open: Callable[..., Dataset] | None = None  # (dataset params) -> Dataset
     rules: Callable[[str], Rules] | None = None  # a class's full prompt lists; None: the bank file
     bank: Traversable | Path | None = None  # the prompt bank file; None: varireal/prompt_bank/<name>.yaml
@@ -112,7 +113,7 @@ def _embedded_world(params) -> Dataset:
 
 register(DatasetSpec("world", "a species of the procedural creatures in a synthetic world", open=_embedded_world,
                      rules=world.feasibility_rules))
-register(DatasetSpec("pets", "a cat or dog breed (Oxford-IIIT Pets)", load=sources.pets, mask="trimap"))
-register(DatasetSpec("aircraft", "an aircraft model variant (FGVC-Aircraft)", load=sources.aircraft))
-register(DatasetSpec("cars", "a car make, model and year (Stanford Cars)", load=sources.cars))
-register(DatasetSpec("flowers102", "a flower species (Oxford Flowers-102)", load=sources.flowers102))
+register(DatasetSpec("pets", "a cat or dog breed (Oxford-IIIT Pets)", load=sources.pets, mask="trimap", word="pet"))
+register(DatasetSpec("aircraft", "an aircraft model variant (FGVC-Aircraft)", load=sources.aircraft, word="aircraft"))
+register(DatasetSpec("cars", "a car make, model and year (Stanford Cars)", load=sources.cars, word="car"))
+register(DatasetSpec("flowers102", "a flower species (Oxford Flowers-102)", load=sources.flowers102, word="flower"))

@@ -24,7 +24,7 @@ from varireal.errors import ParamError, StageError, first_line
 
 # Images decoded and segmented together; bounds memory on datasets of large photos.
 MASK_CHUNK = 16
-MASK_METHODS = ("trimap", "clipseg", "grabcut", "box")
+MASK_METHODS = ("trimap", "grounded-sam", "clipseg", "rmbg", "grabcut", "box")
 
 
 class RealDataset:
@@ -35,7 +35,8 @@ class RealDataset:
         if params.mask.method == "trimap" and spec.mask != "trimap":
             with_trimaps = [name for name in datasets.names() if datasets.spec(name).mask == "trimap"]
             raise ParamError("dataset.mask.method", "trimap",
-                             f"only {', '.join(with_trimaps)} ships trimaps; use auto, clipseg or grabcut")
+                             f"only {', '.join(with_trimaps)} ships trimaps; "
+                             "use auto, grounded-sam, clipseg or grabcut")
 
     @cached_property
     def source(self) -> Source:
@@ -66,13 +67,18 @@ class RealDataset:
         (varireal/datasets/images.py), one warning line each; a skipped shot is replaced by the class's next."""
         names = self.class_names()
         io.write_json(out / "classes.json", names)
-        settings = self.params.mask  # the model first: a wrong model id fails before any copying
+        settings = self.params.mask  # the models first: a wrong model id fails before any copying
+        grounded = (masks.GroundedSam(settings.detector, settings.segmenter, settings.box_threshold,
+                                       settings.text_threshold, settings.device, settings.trust_remote_code)
+                    if self.mask_method() == "grounded-sam" else None)
+        remover = (masks.BackgroundRemover(settings.background_remover, settings.device, settings.trust_remote_code)
+                   if grounded and settings.fallback == "rmbg" else None)
         segmenter = (_load_clipseg(settings.model, settings.device, settings.trust_remote_code)
-                     if self.mask_method() == "clipseg" else None)
+                     if self.mask_method() == "clipseg" or (grounded and settings.fallback == "clipseg") else None)
         counts = {"train": images.empty_counts(), "test": images.empty_counts()}
         train = self._admit_shots(out, path_prefix, shots, seed, counts["train"])
         train_rows = []
-        made = self._masks(train, out, path_prefix, segmenter)
+        made = self._masks(train, out, path_prefix, grounded, segmenter, remover)
         for (_, row), (mask, method) in tqdm(zip(train, made), total=len(train), desc="train masks", unit="img"):
             rel = Path(row.path).relative_to(path_prefix / "images").with_suffix(".png")
             masks.save_mask(mask, out / "masks" / rel)
@@ -134,9 +140,12 @@ class RealDataset:
                                 label=sample.label, class_name=name)
 
     def _masks(self, train: list[tuple[Sample, records.SplitRow]], out: Path, path_prefix: Path,
-               segmenter: masks.ClipSeg | None):
+               grounded: masks.GroundedSam | None, segmenter: masks.ClipSeg | None,
+               remover: masks.BackgroundRemover | None):
         """Yield (mask, method that produced it) per admitted training image, in order; images are read
-        from their admitted copies (8-bit RGB). A missing or broken trimap falls back to GrabCut."""
+        from their admitted copies (8-bit RGB). A missing or broken trimap falls back to GrabCut; grounded-sam
+        without a box or with too small a mask to dataset.mask.fallback (CLIPSeg or the background remover),
+        and that to GrabCut."""
         method, settings = self.mask_method(), self.params.mask
         for start in range(0, len(train), MASK_CHUNK):
             chunk = train[start:start + MASK_CHUNK]
@@ -151,11 +160,23 @@ class RealDataset:
                                f"(train, {row.class_name})", file=sys.stderr)
                     yield masks.grabcut_or_box(image, sample.box, settings.min_area)
                 continue
-            found = (segmenter.masks(images_, [sample.prompt for sample, _ in chunk], settings.threshold)
-                     if segmenter else [None] * len(chunk))
-            for (sample, _), image, mask in zip(chunk, images_, found):
+            found: list[tuple[np.ndarray | None, str]] = [(None, method)] * len(chunk)
+            if grounded:
+                found = [(grounded.mask(image, masks.grounding_prompt(self.spec.word, row.class_name)), method)
+                         for (_, row), image in zip(chunk, images_)]
+            missing = [i for i, (mask, _) in enumerate(found)
+                       if mask is None or not masks.covers(mask, settings.min_area)]
+            if segmenter:
+                made = segmenter.masks([images_[i] for i in missing], [chunk[i][0].prompt for i in missing],
+                                       settings.threshold)
+                for i, mask in zip(missing, made):
+                    found[i] = mask, "clipseg"
+            if remover:
+                for i in missing:
+                    found[i] = remover.mask(images_[i]), "rmbg"
+            for (sample, _), image, (mask, made_by) in zip(chunk, images_, found):
                 if mask is not None and masks.covers(mask, settings.min_area):
-                    yield mask, method
+                    yield mask, made_by
                 else:
                     yield masks.grabcut_or_box(image, sample.box, settings.min_area)
 
@@ -166,7 +187,8 @@ def _load_clipseg(model: str, device: str, trust_remote_code: bool) -> masks.Cli
     except (OSError, ValueError) as err:  # not on the hub, offline, not a CLIPSeg folder, not a valid id
         reason = first_line(err)
         raise StageError(f"cannot load CLIPSeg from dataset.mask.model={model!r} ({reason}); "
-                         "give a model id the hub has or a local folder, or set dataset.mask.method: grabcut") from None
+                         "give a model id the hub has or a local folder, or set dataset.mask.method: grabcut "
+                         "(grounded-sam: dataset.mask.fallback: grabcut)") from None
 
 
 def _read(path: Path, mode: str | None = None) -> np.ndarray:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # masks imports OpenCV, too slow for params, which reads the 
 class Sample:
     path: Path
     label: int
-    prompt: str  # what CLIPSeg looks for
+    prompt: str  # what CLIPSeg looks for (grounded-sam asks for the class by name instead)
     box: Box | None = None  # the object's bounding box, where the dataset has one
     trimap: Path | None = None  # pets only
 
