@@ -206,4 +206,4 @@ def test_a_missing_filter_model_is_one_line(project, tmp_path):
     run("fetch", "prompt")
     result = CliRunner().invoke(app, ["edit"])
     assert result.exit_code != 0
-    assert "no-such-model" in result.output
+    assert "edit.filter.model" in result.output and "no-such-model" in result.output

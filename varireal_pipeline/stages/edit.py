@@ -9,6 +9,11 @@ Sharded: `accelerate launch -m varireal edit` runs it in any number of processes
 each edits the missing items of its share into the one work folder and writes a shard file (its
 manifest rows), and the main process merges the shards into a manifest byte-identical to a
 one-process run's. Several nodes need data/ on a file system they all share.
+
+Filtered (edit.filter.model set): each process judges its edits as they come and edits the failed ones
+again (varireal/vqa_filter.py); the verdicts collect in data/.synthetic.partial/verdicts/, one file per
+item, so a resumed run neither judges nor edits again what was decided. An item is done when its image
+is there and its verdict is final.
 """
 
 import shutil
@@ -101,7 +106,12 @@ def load_judge(settings, edit_device):
     from varireal.scoring import VqaJudge
 
     device = edit_device if settings.device == "auto" and edit_device is not None else resolve_device(settings.device)
-    return VqaJudge(settings.model, device, settings.trust_remote_code, key="edit.filter.model")
+    try:
+        return VqaJudge(settings.model, device, settings.trust_remote_code, key="edit.filter.model")
+    except (OSError, ValueError) as err:  # not there, not downloaded, or not a vision-language model
+        raise StageError(f"cannot load edit.filter.model={settings.model!r} ({err.__class__.__name__}); give a "
+                         "transformers vision-language model id or local folder, downloaded beforehand for an "
+                         "offline run") from None
 
 
 def main(params_path="params.yaml") -> None:
@@ -136,13 +146,13 @@ def main(params_path="params.yaml") -> None:
     jobs = [(item, staging / relative[item]) for item in share
             if not finished(staging / relative[item], relative[item], params.edit.filter)]
     editor = backends.editor(params.edit, state.device)
+    judge = load_judge(params.edit.filter, state.device) if params.edit.filter.model and jobs else None
     # The processes of this node (torchrun's or MPI's count) share its CPUs.
     workers = edit_runs.cpu_workers(params.edit.workers, local_processes())
     in_batches = HalvingBatches(params.edit.batch_size, "edit")
     with tqdm(total=len(share), initial=len(share) - len(jobs), desc=f"edit ({editor.name})", unit="img",
               disable=not state.is_main_process) as bar:
-        if params.edit.filter.model:  # edit a batch, judge it, edit the failed ones again
-            judge = load_judge(params.edit.filter, state.device)
+        if judge is not None:  # edit a batch, judge it, edit the failed ones again
             vqa_filter.edit_and_judge(
                 [(item, path, vqa_filter.verdict_path(VERDICTS, relative[item])) for item, path in jobs],
                 partial(in_batches, partial(edit_runs.edit_to_files, editor)), judge,
@@ -162,8 +172,9 @@ def main(params_path="params.yaml") -> None:
     state.wait_for_everyone()
 
     if state.is_main_process:
-        # Rows derived from the plan alone, so a resumed or sharded run's manifest and metrics equal an
-        # uninterrupted one-process run's (halvings aside: they count this run's out-of-memory errors).
+        # Rows derived from the plan alone (and the filter's saved verdicts), so a resumed or sharded run's
+        # manifest and metrics equal an uninterrupted one-process run's (halvings aside: they count this
+        # run's out-of-memory errors).
         rows, halvings = edit_runs.merge_shards(SHARDS, state.num_processes, items)
         records.write_manifest(staging / "manifest.csv", rows)
         metrics = {"planned": len(planned), "written": len(items), "skipped_missing_mask": len(planned) - len(items),
