@@ -24,6 +24,10 @@ class AttributeSpec:
     procedural: tuple[str, ...]  # the values the procedural library paints (composite editor, embedded world)
     presence: str  # CLIP text for the presence score; {cls} and {value}
     edit_prompt: str  # the diffusion editor's inpainting prompt; {cls} and {value}
+    # The edit filter's yes/no questions (varireal/vqa_filter.py), the official code's four, word for word
+    # (its typos too); {cls} and {value}. Each with whether it asks about feasibility: those expect yes of
+    # a feasible edit and no of an infeasible one; the others (is the value there?) always expect yes.
+    vqa_questions: tuple[tuple[str, bool], ...] = ()
 
     @property
     def keeps_object(self) -> bool:
@@ -52,10 +56,20 @@ def get(name: str) -> AttributeSpec:
 
 register(AttributeSpec(
     "background", "the scene around the object", "scene", tuple(render.SCENES),
-    presence="a photo of a {cls} in {value}.", edit_prompt="a photo of a {cls}, background: {value}"))
+    presence="a photo of a {cls} in {value}.", edit_prompt="a photo of a {cls}, background: {value}",
+    vqa_questions=(("Is the object of the image in {value} background?", False),
+                   ("Does the image background is {value}?", False),
+                   ("Dose the {value} look feasible for the {cls}?", True),
+                   ("Is it possible for the {cls} in this image to appear in the real world with its background?", True))))
 register(AttributeSpec(
     "color", "the object's own color, coat or paint", "recolor", tuple(render.COLORS),
-    presence="a photo of a {value} {cls}.", edit_prompt="a photo of a {value} {cls}"))
+    presence="a photo of a {value} {cls}.", edit_prompt="a photo of a {value} {cls}",
+    vqa_questions=(("Is the {cls} in the image {value}?", False), ("Does the image show a {value} {cls}?", False),
+                   ("Is the {value} possible for the {cls} to have?", True),
+                   ("Is the {value} {cls} feasibile to appear in the real world?", True))))
 register(AttributeSpec(
     "texture", "the object's surface material or pattern", "retexture", tuple(render.TEXTURES),
-    presence="a photo of a {cls} with {value} texture.", edit_prompt="a photo of a {cls} with a texture of {value}"))
+    presence="a photo of a {cls} with {value} texture.", edit_prompt="a photo of a {cls} with a texture of {value}",
+    vqa_questions=(("Is the {cls} in the image {value}?", False), ("Does the image show a {value} {cls}?", False),
+                   ("Is the {value} possible for the {cls} to have?", True),
+                   ("Is the {value} {cls} feasibile to appear in the real world?", True))))

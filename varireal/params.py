@@ -144,6 +144,20 @@ class DiffusionParams(Section):
         return self
 
 
+class FilterParams(Section):
+    """The official VQA filter (edit.filter): a vision-language model answers the attribute's four yes/no
+    questions about each edit; an edit whose share of expected answers is below threshold is edited again
+    with a new seed, up to cycles attempts in all, and the last attempt is kept (varireal/vqa_filter.py)."""
+
+    model: str | None = Field(None, description="transformers vision-language model id or local folder "
+                                                "(paper: llava-hf/llava-v1.6-mistral-7b-hf); null: no filter")
+    threshold: float = Field(0.5, ge=0, le=1, description="an edit scoring at least this is kept")
+    cycles: int = Field(3, ge=1, description="attempts per edit at most; the last one is kept whatever its score")
+    batch_size: int = Field(8, ge=1, description="questions per model call")
+    device: Device = Field("auto", description="auto: the edit's own device (each process's GPU under accelerate)")
+    trust_remote_code: bool = Field(False, description="let the model run Python code it ships (auto_map)")
+
+
 class EditParams(Section):
     backend: Literal["composite", "diffusion"] = "composite"
     model: str | None = Field(None, description="diffusion: inpainting model; null: the paper's SDXL inpainting")
@@ -158,6 +172,7 @@ class EditParams(Section):
                             "(one per GPU: accelerate launch)")
     launcher: Launcher = "python -m"
     diffusion: DiffusionParams = DiffusionParams()
+    filter: FilterParams = FilterParams()
 
     @field_validator("workers", mode="before")
     @classmethod

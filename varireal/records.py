@@ -91,6 +91,8 @@ def read_split(path: str | Path) -> list[SplitRow]:
 # data/synthetic/manifest.csv -----------------------------------------------------------------------------
 
 MANIFEST_FIELDS = ["path", "source", "class", "label", "attribute", "feasibility", "value", "seed", "backend"]
+# Only a pool made with edit.filter on has them: without, manifest.csv is what it was before the filter.
+FILTER_FIELDS = ["filter_cycle", "filter_score"]
 
 
 @dataclass(frozen=True)
@@ -104,25 +106,37 @@ class ManifestRow:
     attribute: str
     feasibility: str
     value: str
-    seed: int
+    seed: int  # the plan's; with the filter, attempt n was edited with vqa_filter.attempt_seed(seed, n)
     backend: str
+    # edit.filter on: the attempt kept (1 = the first) and its VQA score; None without the filter.
+    filter_cycle: int | None = None
+    filter_score: float | None = None
 
     def as_row(self) -> dict[str, Any]:
-        """The CSV row, JSON-able (label and seed stay ints), in column order: shards and the plan digest use it too."""
-        return {"path": self.path, "source": self.source, "class": self.class_name, "label": self.label,
-                "attribute": self.attribute, "feasibility": self.feasibility, "value": self.value,
-                "seed": self.seed, "backend": self.backend}
+        """The CSV row, JSON-able (label and seed stay ints), in column order: shards and the plan digest use
+        it too. The filter's columns only when it judged the row."""
+        row = {"path": self.path, "source": self.source, "class": self.class_name, "label": self.label,
+               "attribute": self.attribute, "feasibility": self.feasibility, "value": self.value,
+               "seed": self.seed, "backend": self.backend}
+        if self.filter_cycle is not None:
+            row.update(filter_cycle=self.filter_cycle, filter_score=self.filter_score)
+        return row
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ManifestRow:
         """From a CSV row (all text) or an as_row dict read back from JSON."""
         return cls(path=row["path"], source=row["source"], class_name=row["class"], label=int(row["label"]),
                    attribute=row["attribute"], feasibility=row["feasibility"], value=row["value"],
-                   seed=int(row["seed"]), backend=row["backend"])
+                   seed=int(row["seed"]), backend=row["backend"],
+                   filter_cycle=None if row.get("filter_cycle") in ("", None) else int(row["filter_cycle"]),
+                   filter_score=_float_or_none(row.get("filter_score")))
 
 
 def write_manifest(path: str | Path, rows: list[ManifestRow]) -> None:
-    _write(path, [row.as_row() for row in rows], MANIFEST_FIELDS)
+    """The filter's columns when any row has them (every row does then: one pool, one edit run)."""
+    filtered = any(row.filter_cycle is not None for row in rows)
+    _write(path, [{**dict.fromkeys(FILTER_FIELDS), **row.as_row()} for row in rows],
+           MANIFEST_FIELDS + FILTER_FIELDS if filtered else MANIFEST_FIELDS)
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:

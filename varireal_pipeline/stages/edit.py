@@ -9,10 +9,16 @@ Sharded: `accelerate launch -m varireal edit` runs it in any number of processes
 each edits the missing items of its share into the one work folder and writes a shard file (its
 manifest rows), and the main process merges the shards into a manifest byte-identical to a
 one-process run's. Several nodes need data/ on a file system they all share.
+
+Filtered (edit.filter.model set): each process judges its edits as they come and edits the failed ones
+again (varireal/vqa_filter.py); the verdicts collect in data/.synthetic.partial/verdicts/, one file per
+item, so a resumed run neither judges nor edits again what was decided. An item is done when its image
+is there and its verdict is final.
 """
 
 import shutil
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from itertools import groupby
@@ -21,7 +27,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from varireal import backends, edit_plan, edit_runs, editing, io, records, resume
+from varireal import backends, edit_plan, edit_runs, editing, io, records, resume, vqa_filter
 from varireal.batching import HalvingBatches
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, load
@@ -31,6 +37,7 @@ from varireal_pipeline.stages import METRICS, PROMPTS, RAW, SYNTHETIC
 
 WORK = SYNTHETIC.with_name(f".{SYNTHETIC.name}.partial")
 SHARDS = WORK / "shards"  # beside the work folder's content/, so never published into data/synthetic
+VERDICTS = WORK / "verdicts"  # edit.filter: one JSON per item, the scores of its judged attempts
 
 # The processes meet twice: after the main one has prepared the work folder (seconds) and before it
 # merges the shards. The second wait lasts as long as the slowest share: days on a real dataset (cars:
@@ -67,10 +74,44 @@ def plan_digest(items: list[edit_plan.EditItem], params) -> str:
     """What fixes the pool's bytes: the items, the editor's settings and the input files' contents.
     Not the batch size, device or workers (nor the number of processes): a run resumed on other
     hardware may change them."""
-    settings = params.edit.model_dump(exclude={"batch_size", "device", "workers", "launcher"})
+    # The filter's model and rules, not its batch size or device; none of it when it is off, so a run
+    # without the filter keeps the digest it had before the filter existed.
+    exclude = {"batch_size": True, "device": True, "workers": True, "launcher": True,
+               "filter": True if params.edit.filter.model is None else {"batch_size", "device"}}
+    settings = params.edit.model_dump(exclude=exclude)
     inputs = sorted({path for item in items for path in (item.source, item.mask)})
     return resume.digest([item.manifest_row("").as_row() for item in items], settings,
                          {path: resume.file_digest(path) for path in inputs})
+
+
+def finished(image: Path, relative: Path, settings) -> bool:
+    """Whether an item is done: its image is there and, with the filter, its verdict is final."""
+    if not image.is_file():
+        return False
+    if not settings.model:
+        return True
+    scores = vqa_filter.read_verdict(vqa_filter.verdict_path(VERDICTS, relative))
+    return vqa_filter.is_final(scores, settings.threshold, settings.cycles)
+
+
+def kept(relative: Path) -> dict:
+    """The filter's manifest columns of a finished item: its last attempt's number and score."""
+    scores = vqa_filter.read_verdict(vqa_filter.verdict_path(VERDICTS, relative))
+    return {"filter_cycle": len(scores), "filter_score": scores[-1]}
+
+
+def load_judge(settings, edit_device):
+    """The filter's model on its device: auto is the edit's own (each process's GPU under accelerate)."""
+    from varireal.runtime import resolve_device
+    from varireal.scoring import VqaJudge
+
+    device = edit_device if settings.device == "auto" and edit_device is not None else resolve_device(settings.device)
+    try:
+        return VqaJudge(settings.model, device, settings.trust_remote_code, key="edit.filter.model")
+    except (OSError, ValueError) as err:  # not there, not downloaded, or not a vision-language model
+        raise StageError(f"cannot load edit.filter.model={settings.model!r} ({err.__class__.__name__}); give a "
+                         "transformers vision-language model id or local folder, downloaded beforehand for an "
+                         "offline run") from None
 
 
 def main(params_path="params.yaml") -> None:
@@ -93,7 +134,7 @@ def main(params_path="params.yaml") -> None:
     if state.is_main_process:  # the others wait: they must not write into a folder being cleaned
         resume.start(WORK, plan_digest(planned, params), relative.values())
         shutil.rmtree(SHARDS, ignore_errors=True)  # an earlier run's, perhaps with another number of processes
-        done = sum((resume.content_of(WORK) / path).is_file() for path in relative.values())
+        done = sum(finished(resume.content_of(WORK) / path, path, params.edit.filter) for path in relative.values())
         if done:
             print(f"edit: resuming, {done} of {len(items)} items already done", flush=True)
     state.wait_for_everyone()
@@ -102,31 +143,45 @@ def main(params_path="params.yaml") -> None:
     share = edit_plan.share(items, state.process_index, state.num_processes)
     print(f"edit: process {state.process_index + 1} of {state.num_processes}: {len(share)} of {len(items)} items",
           flush=True)
-    jobs = [(item, staging / relative[item]) for item in share if not (staging / relative[item]).is_file()]
+    jobs = [(item, staging / relative[item]) for item in share
+            if not finished(staging / relative[item], relative[item], params.edit.filter)]
     editor = backends.editor(params.edit, state.device)
+    judge = load_judge(params.edit.filter, state.device) if params.edit.filter.model and jobs else None
     # The processes of this node (torchrun's or MPI's count) share its CPUs.
     workers = edit_runs.cpu_workers(params.edit.workers, local_processes())
     in_batches = HalvingBatches(params.edit.batch_size, "edit")
     with tqdm(total=len(share), initial=len(share) - len(jobs), desc=f"edit ({editor.name})", unit="img",
               disable=not state.is_main_process) as bar:
-        if editor.name == "composite" and workers > 1:
+        if judge is not None:  # edit a batch, judge it, edit the failed ones again
+            vqa_filter.edit_and_judge(
+                [(item, path, vqa_filter.verdict_path(VERDICTS, relative[item])) for item, path in jobs],
+                partial(in_batches, partial(edit_runs.edit_to_files, editor)), judge,
+                partial(batches, size=params.edit.batch_size), params.edit.filter.threshold,
+                params.edit.filter.cycles, params.edit.filter.batch_size, bar.update)
+        elif editor.name == "composite" and workers > 1:
             for written in edit_runs.edit_to_files_in_workers(editor, jobs, workers):
                 bar.update(written)
         else:  # the diffusion editor keeps its process's GPU busy with batches
             for batch in batches(jobs, params.edit.batch_size):
                 in_batches(partial(edit_runs.edit_to_files, editor), batch)
                 bar.update(len(batch))
-    edit_runs.write_shard(SHARDS, state.process_index, state.num_processes,
-                          [item.manifest_row(editor.name) for item in share], in_batches.halvings)
+    rows = [item.manifest_row(editor.name) for item in share]
+    if params.edit.filter.model:
+        rows = [replace(row, **kept(relative[item])) for item, row in zip(share, rows)]
+    edit_runs.write_shard(SHARDS, state.process_index, state.num_processes, rows, in_batches.halvings)
     state.wait_for_everyone()
 
     if state.is_main_process:
-        # Rows derived from the plan alone, so a resumed or sharded run's manifest and metrics equal an
-        # uninterrupted one-process run's (halvings aside: they count this run's out-of-memory errors).
+        # Rows derived from the plan alone (and the filter's saved verdicts), so a resumed or sharded run's
+        # manifest and metrics equal an uninterrupted one-process run's (halvings aside: they count this
+        # run's out-of-memory errors).
         rows, halvings = edit_runs.merge_shards(SHARDS, state.num_processes, items)
         records.write_manifest(staging / "manifest.csv", rows)
-        io.write_json(METRICS / "edit.json", {"planned": len(planned), "written": len(items),
-                                              "skipped_missing_mask": len(planned) - len(items),
-                                              "out_of_memory_halvings": halvings})
+        metrics = {"planned": len(planned), "written": len(items), "skipped_missing_mask": len(planned) - len(items),
+                   "out_of_memory_halvings": halvings}
+        if params.edit.filter.model:  # counts from the kept attempts, so a resumed run's equal an uninterrupted one's
+            metrics["filter"] = vqa_filter.summary([row.filter_cycle for row in rows], [row.filter_score for row in rows],
+                                                   params.edit.filter.threshold, params.edit.filter.cycles)
+        io.write_json(METRICS / "edit.json", metrics)
         resume.publish(WORK, SYNTHETIC)
     state.destroy_process_group()
