@@ -78,7 +78,8 @@ def main(params_path="params.yaml") -> None:
     # The composite editor alone needs no torch: light spares its import when no launcher started us.
     state = process_state(params.edit.device, BARRIER_TIMEOUT, light=params.edit.backend == "composite")
     sources = records.read_split(RAW / "train.csv")
-    values = io.read_json(PROMPTS)
+    prompts = records.read_prompts(PROMPTS)
+    values = prompts.values
     planned = edit_plan.plan(sources, values, params.edit.attributes, params.edit.per_image, params.seed, SYNTHETIC)
     if params.edit.backend == "composite" and (unknown := editing.unknown_to_composite(values)):
         raise StageError(f"edit.backend composite paints only the embedded world's procedural values, not "
@@ -103,7 +104,7 @@ def main(params_path="params.yaml") -> None:
     print(f"edit: process {state.process_index + 1} of {state.num_processes}: {len(share)} of {len(items)} items",
           flush=True)
     jobs = [(item, staging / relative[item]) for item in share if not (staging / relative[item]).is_file()]
-    editor = backends.editor(params.edit, state.device)
+    editor = backends.editor(params.edit, state.device, prompts.rgb)
     # The processes of this node (torchrun's or MPI's count) share its CPUs.
     workers = edit_runs.cpu_workers(params.edit.workers, local_processes())
     in_batches = HalvingBatches(params.edit.batch_size, "edit")

@@ -20,7 +20,7 @@ def main(params_path="params.yaml") -> None:
     if unknown := sorted({m.source for m in manifest} - known):
         raise StageError(f"{SYNTHETIC / 'manifest.csv'} edits {unknown[0]}, which is not in {RAW / 'train.csv'}; "
                          "run `varireal edit` again")
-    scores = scoring.score_pool(manifest, real, io.read_json(PROMPTS), io.read_json(RAW / "classes.json"),
+    scores = scoring.score_pool(manifest, real, records.read_prompts(PROMPTS).values, io.read_json(RAW / "classes.json"),
                                 params.score, params.seed)
     with io.atomic_dir(SCORES) as staging:
         records.write_scores(staging / "scores.csv", scores)
