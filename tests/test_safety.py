@@ -108,7 +108,10 @@ def test_hostile_class_names_stay_inside_data(project, tmp_path):
             edit={"attributes": ["color"], "per_image": 1})
     # Values the composite editor can paint (the world's vocabulary), under the hostile names.
     world_prompts = bank("world", world.CLASS_NAMES[:3], ATTRIBUTES, 2, 0)
-    io.write_json("data/prompts.json", dict(zip(HOSTILE_CLASSES.values(), world_prompts.values())))
+    hostile = dict(zip(world.CLASS_NAMES[:3], HOSTILE_CLASSES.values()))
+    records.write_prompts("data/prompts.json", records.Prompts(
+        {hostile[name]: lists for name, lists in world_prompts.values.items()},
+        {hostile[name]: rgb for name, rgb in world_prompts.rgb.items()}))
     outside_before = files_under(tmp_path.parent) - files_under(tmp_path)
 
     fetch, edit = invoke("fetch", "edit")
