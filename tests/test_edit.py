@@ -78,7 +78,7 @@ def test_prompt_bank_is_deterministic_and_respects_the_rules():
     assert a != bank("world", world.CLASS_NAMES, world.ATTRIBUTES, values_per_list=3, seed=1)
     for name in world.CLASS_NAMES:
         for attribute in world.ATTRIBUTES:
-            feasible, infeasible = a.values[name][attribute]["feasible"], a[name][attribute]["infeasible"]
+            feasible, infeasible = a.values[name][attribute]["feasible"], a.values[name][attribute]["infeasible"]
             assert len(infeasible) == 3 and 1 <= len(feasible) <= 3 and not set(feasible) & set(infeasible)
             assert all(world.is_feasible(name, attribute, v) for v in feasible)
 

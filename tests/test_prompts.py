@@ -91,7 +91,7 @@ def test_bank_draws_are_deterministic_per_seed_and_come_from_the_rules():
     first = bank("aircraft", AIRCRAFT, ATTRIBUTES, 3, seed=0)
     assert first == bank("aircraft", AIRCRAFT, ATTRIBUTES, 3, seed=0)
     assert first != bank("aircraft", AIRCRAFT, ATTRIBUTES, 3, seed=1)
-    for class_name, per_attribute in first.items():
+    for class_name, per_attribute in first.values.items():
         rules = bank_rules("aircraft", class_name, ATTRIBUTES)
         for attribute, lists in per_attribute.items():
             for feasibility, values in lists.items():
