@@ -105,7 +105,8 @@ def test_tint_is_exact_and_the_same_on_any_cpu():
     first = colors.tint(image, mask, rgb, alpha=0.4)
     assert first.dtype == np.float32 and np.array_equal(first, colors.tint(image, mask, rgb, alpha=0.4))
     digest = hashlib.sha256(first.tobytes()).hexdigest()
-    script = ("import hashlib, sys; sys.path[:0] = ['tests', 'tools']; from test_colors import shaded_object, load_bank;"
+    script = ("import hashlib, sys; sys.path[:0] = ['tests', 'tools'];"
+              "from test_colors import shaded_object, load_bank;"
               "from varireal import colors; image, mask = shaded_object();"
               "print(hashlib.sha256(colors.tint(image, mask, load_bank('pets').palette['tricolor'], 0.4).tobytes())"
               ".hexdigest())")

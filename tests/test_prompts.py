@@ -146,8 +146,8 @@ MALFORMED = {
     "truncated": lambda c: json.dumps(answer_for(c))[:-20],
     "overlapping": lambda c: json.dumps({**answer_for(c), "color": {"feasible": coloured("red", "blue", "tan"),
                                                                     "infeasible": coloured("Red", "pink", "green")}}),
-    "colour without rgb": lambda c: json.dumps({**answer_for(c), "color": {"feasible": ["red", "blue", "tan"],
-                                                                           "infeasible": coloured("pink", "green", "x")}}),
+    "colour without rgb": lambda c: json.dumps({**answer_for(c), "color": {
+        "feasible": ["red", "blue", "tan"], "infeasible": coloured("pink", "green", "x")}}),
     "rgb out of range": lambda c: json.dumps({**answer_for(c), "color": {
         "feasible": [{"value": "red", "rgb": [[300, 0, 0]]}, *coloured("blue", "tan")],
         "infeasible": coloured("pink", "green", "x")}}),

@@ -55,7 +55,8 @@ EXAMPLE_ANSWER = {
     "color": {"feasible": [{"value": "ruddy", "rgb": [[165, 92, 50]]}, {"value": "blue", "rgb": [[130, 135, 145]]},
                            {"value": "fawn", "rgb": [[215, 180, 135]]},
                            {"value": "silver tabby", "rgb": [[45, 45, 48], [195, 197, 200]]}],
-              "infeasible": [{"value": "purple", "rgb": [[128, 50, 170]]}, {"value": "neon green", "rgb": [[57, 255, 20]]},
+              "infeasible": [{"value": "purple", "rgb": [[128, 50, 170]]},
+                             {"value": "neon green", "rgb": [[57, 255, 20]]},
                              {"value": "hot pink", "rgb": [[255, 50, 150]]},
                              {"value": "electric blue", "rgb": [[20, 90, 255]]}]},
     "texture": {"feasible": ["short ticked fur", "sleek coat", "soft dense fur", "fine glossy fur"],
@@ -126,7 +127,8 @@ class ColourLists(BaseModel):
     @field_validator("feasible", "infeasible")
     @classmethod
     def _clean(cls, values: list[ColourValue], info: ValidationInfo) -> list[ColourValue]:
-        return _clean(values, info, lambda item: item.value, lambda item, value: item.model_copy(update={"value": value}))
+        return _clean(values, info, lambda item: item.value,
+                      lambda item, value: item.model_copy(update={"value": value}))
 
 
 # One list pair per registered attribute, each required; any other key is an error sent back to the model.
