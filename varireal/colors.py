@@ -51,7 +51,7 @@ def world_colours(value: str) -> list[list[int]]:
     return [from_unit(render.COLORS[value])]
 
 
-def _shaded(pixels: np.ndarray, luma: np.ndarray, where: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+def _shaded(luma: np.ndarray, where: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     """rgb times the luminance of `where`'s pixels relative to their mean."""
     relative = luma / max(float(luma[where].mean()), 1e-3)
     return rgb * relative[..., None]
@@ -68,7 +68,7 @@ def tint(pixels: np.ndarray, mask: np.ndarray, rgbs, alpha: float = 1.0) -> np.n
     if not mask.any():
         return pixels.copy()
     if len(colours) == 1:
-        tinted = _shaded(pixels, luma, mask, colours[0])
+        tinted = _shaded(luma, mask, colours[0])
     else:
         order = np.argsort(render.luminance(colours), kind="stable")  # darkest colour first
         rows, cols = np.nonzero(mask)
@@ -80,6 +80,6 @@ def tint(pixels: np.ndarray, mask: np.ndarray, rgbs, alpha: float = 1.0) -> np.n
         for index, colour in enumerate(order):
             part = mask & (share == index)
             if part.any():
-                tinted = np.where(part[..., None], _shaded(pixels, luma, part, colours[colour]), tinted)
+                tinted = np.where(part[..., None], _shaded(luma, part, colours[colour]), tinted)
     blended = (1 - np.float32(alpha)) * pixels + np.float32(alpha) * np.clip(tinted, 0, 1)
     return np.where(mask[..., None], blended, pixels).astype(pixels.dtype)
