@@ -6,8 +6,9 @@ attribute as its registry entry says (varireal/attributes.py), prompted by its e
   dilated by `dilation` px; the band between object and scene harmonised by inpainting; then the
   object's own pixels restored bit for bit;
 - recolor (color): the object tinted to the value's colours from the prompts (`colors.tint`, shading kept),
-  then inpainted inside the dilated mask under a Canny ControlNet (edges of the source) and an IP-Adapter image prompt (the tinted image), so shape
-  and identity survive; every pixel outside the dilated mask is restored from the source;
+  then inpainted inside the dilated mask under a Canny ControlNet (edges of the source) and an IP-Adapter
+  image prompt (the tinted image), so shape and identity survive; every pixel outside the dilated mask is
+  restored from the source;
 - retexture (texture): a texture patch from the text-to-image model laid over the object's shading, then the same
   inpainting and restore as recolor.
 `controlnet: null` and `ip_adapter: null` switch those parts off. `scene_model: null` draws scenes and
