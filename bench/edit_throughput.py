@@ -76,13 +76,15 @@ def diffusion(params, count: int) -> dict[str, float]:
     import torch
     from PIL import Image
 
+    from varireal import colors
     from varireal.datasets import world
     from varireal.diffusion import NEGATIVE_PROMPT, DiffusionEditor, _resized, canny_edges, dilate, edit_prompt
     from varireal.edit_plan import EditItem
 
     if params.device == "cpu":
         torch.set_num_threads(len(os.sched_getaffinity(0)))
-    editor, settings, side = DiffusionEditor(params), params.diffusion, params.diffusion.resolution
+    rgb = {"pentastar": {VALUES["color"]: colors.world_colours(VALUES["color"])}}
+    editor, settings, side = DiffusionEditor(params, rgb=rgb), params.diffusion, params.diffusion.resolution
     image, mask = world.render_instance(world.Instance("pentastar", "meadow", "blue", "dots"),
                                         np.random.default_rng(0), side)
     mask = mask > 0

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from varireal import io, render
+from varireal import colors, io, records, render
 from varireal.datasets import images
 from varireal.datasets.real import shot_order
 from varireal.datasets.sources import Sample
@@ -276,8 +276,10 @@ def test_the_whole_pipeline_runs_on_the_cleaned_data(bad_pets, project, tiny_cli
     # The composite editor paints the procedural library's values only, so the prompts are written here.
     values = {"background": list(render.SCENES)[:4], "color": list(render.COLORS)[:4],
               "texture": list(render.TEXTURES)[:4]}
-    io.write_json("data/prompts.json", {name: {attribute: {"feasible": found[:2], "infeasible": found[2:]}
-                                               for attribute, found in values.items()} for name in CLASSES})
+    records.write_prompts("data/prompts.json", records.Prompts(
+        {name: {attribute: {"feasible": found[:2], "infeasible": found[2:]} for attribute, found in values.items()}
+         for name in CLASSES},
+        {name: {value: colors.world_colours(value) for value in values["color"]} for name in CLASSES}))
     run("edit", "score", "mix", "train", "eval")
     manifest = io.read_csv("data/synthetic/manifest.csv")
     assert {Path(row["source"]).stem for row in manifest} >= {"Bengal_10", "american_bulldog_9"}

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from varireal import backends, io
+from varireal import backends, colors, io, render
 from varireal.datasets import world
-from varireal.diffusion import DiffusionEditor, color_of, dilate
+from varireal.diffusion import DiffusionEditor, dilate
 from varireal.edit_plan import EditItem
 from varireal.errors import StageError
 from varireal.params import EditParams
@@ -35,13 +35,21 @@ def source():
     return image[16:64].copy(), mask[16:64] > 0
 
 
+# The colours the prompts give the world's colour values (records.Prompts.rgb).
+RGB = {"pentastar": {value: colors.world_colours(value) for value in render.COLORS}}
+
+
+def diffusion_editor(params: EditParams) -> DiffusionEditor:
+    return DiffusionEditor(params, rgb=RGB)
+
+
 def item(attribute, value, seed=1):
     return EditItem("out.png", "src.png", "mask.png", 7, "pentastar", attribute, "infeasible", value, seed)
 
 
 @pytest.fixture(scope="module")
 def editor(models):
-    return DiffusionEditor(edit_params(models))
+    return diffusion_editor(edit_params(models))
 
 
 def test_background_keeps_the_object_and_replaces_the_scene(editor, source):
@@ -67,7 +75,7 @@ def test_results_depend_on_the_seed_not_the_run_or_the_batch(editor, models, sou
     image, mask = source
     first, second = item("color", "purple", seed=11), item("color", "teal", seed=12)
     alone = editor.edit_batch([(image, mask, first)])[0]
-    assert np.array_equal(alone, DiffusionEditor(edit_params(models)).edit_batch([(image, mask, first)])[0])
+    assert np.array_equal(alone, diffusion_editor(edit_params(models)).edit_batch([(image, mask, first)])[0])
     paired = editor.edit_batch([(image, mask, second), (image, mask, first)])
     # Each item has its own generator, so its noise is the same in any batch; batched CPU kernels may
     # still round differently in the last float bits, which can move a uint8 value by one.
@@ -80,7 +88,7 @@ def test_results_depend_on_the_seed_not_the_run_or_the_batch(editor, models, sou
 def test_controlnet_and_scene_model_switch_off(editor, models, source):
     image, mask = source
     assert type(editor.inpainter).__name__ == "StableDiffusionControlNetInpaintPipeline"
-    plain = DiffusionEditor(edit_params(models, controlnet=None, scene_model=None))
+    plain = diffusion_editor(edit_params(models, controlnet=None, scene_model=None))
     color = item("color", "purple")
     assert not np.array_equal(plain.edit_batch([(image, mask, color)])[0], editor.edit_batch([(image, mask, color)])[0])
     out = plain.edit_batch([(image, mask, item("texture", "stripes")), (image, mask, item("texture", "dots", 2))])
@@ -96,7 +104,7 @@ def test_controlnet_and_scene_model_switch_off(editor, models, source):
 
 def test_ip_adapter_conditions_the_inpainting(models, source):
     image, mask = source
-    with_adapter = DiffusionEditor(edit_params(models, ip_adapter=models["ip-adapter"], ip_adapter_subfolder="models",
+    with_adapter = diffusion_editor(edit_params(models, ip_adapter=models["ip-adapter"], ip_adapter_subfolder="models",
                                                ip_adapter_weights="ip-adapter_tiny.safetensors"))
     batch = [(image, mask, item("color", "purple")), (image, mask[:, ::-1].copy(), item("color", "teal", 2))]
     out = with_adapter.edit_batch(batch)
@@ -104,7 +112,7 @@ def test_ip_adapter_conditions_the_inpainting(models, source):
     region = dilate(mask, 3)
     assert np.array_equal(out[0][~region], image[~region])
     # The adapter changes the result against the same pipeline without it (random weights, scale 0.6).
-    without = DiffusionEditor(edit_params(models)).edit_batch(batch[:1])[0]
+    without = diffusion_editor(edit_params(models)).edit_batch(batch[:1])[0]
     assert not np.array_equal(out[0], without)
     # Each item keeps its own image prompt in a batch (diffusers alone would give all items the
     # first's, or mix them): alone it comes out the same, up to float rounding.
@@ -117,17 +125,21 @@ def test_ip_adapter_conditions_the_inpainting(models, source):
 
 def test_missing_model_is_one_clear_error(models, tmp_path, source):
     image, mask = source
-    broken = DiffusionEditor(edit_params(models, controlnet=None).model_copy(update={"model": str(tmp_path / "none")}))
+    broken = diffusion_editor(edit_params(models, controlnet=None).model_copy(update={"model": str(tmp_path / "none")}))
     with pytest.raises(StageError, match="edit.model"):
         broken.edit_batch([(image, mask, item("color", "purple"))])
 
 
-def test_color_names_resolve_to_rgb():
-    assert np.allclose(color_of("purple"), [0.55, 0.25, 0.75])  # the world's palette first
-    assert np.allclose(color_of("neon green"), [0.2, 0.65, 0.25])  # the last word that is a colour
-    assert np.allclose(color_of("navy"), [0, 0, 128 / 255])  # then CSS names
-    assert np.allclose(color_of("dark-navy"), [0, 0, 128 / 255])
-    assert color_of("ruddy") is None
+def test_colour_edits_start_from_the_prompts_colours(models, source, monkeypatch):
+    image, mask = source
+    editor = DiffusionEditor(edit_params(models), rgb={"pentastar": {"seal point": [[70, 50, 38], [235, 222, 200]]}})
+    tinted = []
+    real_tint = colors.tint
+    monkeypatch.setattr(colors, "tint", lambda *args: tinted.append(args[2]) or real_tint(*args))
+    editor.edit_batch([(image, mask, item("color", "seal point"))])
+    assert tinted == [[[70, 50, 38], [235, 222, 200]]]
+    with pytest.raises(StageError, match="no colours for color 'ruddy' of class 'pentastar'"):
+        editor.edit_batch([(image, mask, item("color", "ruddy"))])  # never a silent skip
 
 
 def test_editor_picks_the_backend(models):

@@ -58,7 +58,7 @@ def test_edits_are_deterministic_in_their_seed(source):
 def test_plan_covers_every_image_attribute_and_feasibility_with_prompted_values():
     sources = [SplitRow(f"data/raw/images/train/{c}/000{i}.png", "m.png", l, c)
                for l, c in enumerate(world.CLASS_NAMES[:3]) for i in range(2)]
-    prompts = bank("world", world.CLASS_NAMES, world.ATTRIBUTES, values_per_list=3, seed=0)
+    prompts = bank("world", world.CLASS_NAMES, world.ATTRIBUTES, values_per_list=3, seed=0).values
     items = plan(sources, prompts, ["background", "color", "texture"], per_image=5, seed=0, out_prefix=Path("syn"))
     assert len(items) == 6 * 3 * 2 * 5
     assert len({i.path for i in items}) == len(items)
@@ -78,7 +78,7 @@ def test_prompt_bank_is_deterministic_and_respects_the_rules():
     assert a != bank("world", world.CLASS_NAMES, world.ATTRIBUTES, values_per_list=3, seed=1)
     for name in world.CLASS_NAMES:
         for attribute in world.ATTRIBUTES:
-            feasible, infeasible = a[name][attribute]["feasible"], a[name][attribute]["infeasible"]
+            feasible, infeasible = a.values[name][attribute]["feasible"], a.values[name][attribute]["infeasible"]
             assert len(infeasible) == 3 and 1 <= len(feasible) <= 3 and not set(feasible) & set(infeasible)
             assert all(world.is_feasible(name, attribute, v) for v in feasible)
 

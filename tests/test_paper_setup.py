@@ -6,7 +6,7 @@ a GPU run takes."""
 import yaml
 from safetensors.torch import load_file, save_file
 
-from varireal import io
+from varireal import io, records
 from varireal_pipeline import profiles
 from varireal.classifier import create_clip
 
@@ -43,7 +43,7 @@ def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, ti
 
     assert io.read_json("data/raw/classes.json") == classes
     assert {row["mask_method"] for row in io.read_csv("data/raw/train.csv")} == {"trimap"}
-    prompts = io.read_json("data/prompts.json")
+    prompts = records.read_prompts("data/prompts.json").values
     assert prompts["Abyssinian"]["color"]["feasible"]  # from varireal/prompt_bank/pets.yaml
 
     manifest = io.read_csv("data/synthetic/manifest.csv")

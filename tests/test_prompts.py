@@ -14,7 +14,7 @@ from torchvision.datasets import Flowers102
 from typer.testing import CliRunner
 
 from official_classes import AIRCRAFT, CARS, PETS
-from varireal import io, llm
+from varireal import colors, io, llm, records
 from varireal.datasets import world
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES
@@ -37,9 +37,9 @@ def write_classes(names: list[str]) -> None:
 
 
 def test_world_bank_output_is_byte_identical_to_the_committed_one():
-    values = bank("world", world.CLASS_NAMES, ATTRIBUTES, values_per_list=3, seed=0)
-    text = json.dumps(values, indent=2) + "\n"  # as io.write_json writes data/prompts.json
-    # The md5 that dvc.lock records for data/prompts.json of the default params.
+    values = bank("world", world.CLASS_NAMES, ATTRIBUTES, values_per_list=3, seed=0).values
+    text = json.dumps(values, indent=2) + "\n"  # as data/prompts.json held them before they had colours
+    # The md5 that dvc.lock recorded for data/prompts.json of the default params, before its colours.
     assert hashlib.md5(text.encode()).hexdigest() == "a006bdaddb89ddabff4dbcf82e05953a"
 
 
@@ -91,7 +91,7 @@ def test_bank_draws_are_deterministic_per_seed_and_come_from_the_rules():
     first = bank("aircraft", AIRCRAFT, ATTRIBUTES, 3, seed=0)
     assert first == bank("aircraft", AIRCRAFT, ATTRIBUTES, 3, seed=0)
     assert first != bank("aircraft", AIRCRAFT, ATTRIBUTES, 3, seed=1)
-    for class_name, per_attribute in first.items():
+    for class_name, per_attribute in first.values.items():
         rules = bank_rules("aircraft", class_name, ATTRIBUTES)
         for attribute, lists in per_attribute.items():
             for feasibility, values in lists.items():
@@ -104,18 +104,37 @@ def test_prompt_stage_writes_the_bank_of_a_real_dataset(project):
     write_classes(PETS)
     result = run_prompt_stage()
     assert result.exit_code == 0, result.output
-    prompts = io.read_json("data/prompts.json")
-    assert list(prompts) == PETS
-    assert all(len(prompts[c][a][f]) == 3 for c in PETS for a in ATTRIBUTES for f in FEASIBILITIES)
+    prompts = records.read_prompts("data/prompts.json")
+    assert list(prompts.values) == PETS
+    assert all(len(prompts.values[c][a][f]) == 3 for c in PETS for a in ATTRIBUTES for f in FEASIBILITIES)
+    palette = load_bank("pets").palette
+    assert prompts.rgb["Birman"] == {value: palette[value] for f in FEASIBILITIES
+                                     for value in prompts.values["Birman"]["color"][f]}
 
 
 # ---- answers from a chat model -------------------------------------------------------------------
 
 
 def answer_for(class_name: str, n: int = 4) -> dict:
-    """A valid answer whose values name their class, so the test can tell which answer a value came from."""
-    return {attribute: {feasibility: [f"{class_name} {attribute} {feasibility} {i}" for i in range(n)]
+    """A valid answer whose values name their class, so the test can tell which answer a value came from.
+    Colour values come with their colours, value i with i + 1 of them."""
+    def entry(attribute, value, i):
+        if attribute in colors.colour_attributes():
+            return {"value": value, "rgb": [[10 * i, 20 * j, 255] for j in range(i + 1)]}
+        return value
+
+    return {attribute: {feasibility: [entry(attribute, f"{class_name} {attribute} {feasibility} {i}", i)
+                                      for i in range(n)]
                         for feasibility in FEASIBILITIES} for attribute in ATTRIBUTES}
+
+
+def value_names(values: list) -> list[str]:
+    """The values of an answer's list, without the colours."""
+    return [value["value"] if isinstance(value, dict) else value for value in values]
+
+
+def coloured(*values: str) -> list[dict]:
+    return [{"value": value, "rgb": [[1, 2, 3]]} for value in values]
 
 
 def asked_class(body: dict) -> str:
@@ -125,8 +144,13 @@ def asked_class(body: dict) -> str:
 MALFORMED = {
     "not JSON": lambda c: "Sure! Here are some values for you.",
     "truncated": lambda c: json.dumps(answer_for(c))[:-20],
-    "overlapping": lambda c: json.dumps({**answer_for(c), "color": {"feasible": ["red", "blue", "tan"],
-                                                                    "infeasible": ["Red", "pink", "green"]}}),
+    "overlapping": lambda c: json.dumps({**answer_for(c), "color": {"feasible": coloured("red", "blue", "tan"),
+                                                                    "infeasible": coloured("Red", "pink", "green")}}),
+    "colour without rgb": lambda c: json.dumps({**answer_for(c), "color": {
+        "feasible": ["red", "blue", "tan"], "infeasible": coloured("pink", "green", "x")}}),
+    "rgb out of range": lambda c: json.dumps({**answer_for(c), "color": {
+        "feasible": [{"value": "red", "rgb": [[300, 0, 0]]}, *coloured("blue", "tan")],
+        "infeasible": coloured("pink", "green", "x")}}),
     "too few values": lambda c: json.dumps({**answer_for(c), "texture": {"feasible": ["fur"],
                                                                          "infeasible": ["scales", "bark"]}}),
     "path separator": lambda c: json.dumps({**answer_for(c), "background": {
@@ -208,13 +232,18 @@ def openai_project(project, server, cache, monkeypatch):
 def test_openai_answers_become_prompts_and_the_key_stays_secret(openai_project, server, cache):
     result = run_prompt_stage()
     assert result.exit_code == 0, result.output
-    prompts = io.read_json("data/prompts.json")
-    assert list(prompts) == CLASSES
+    prompts = records.read_prompts("data/prompts.json")
+    assert list(prompts.values) == CLASSES
     for class_name in CLASSES:
         for attribute in ATTRIBUTES:
             for feasibility in FEASIBILITIES:
-                values = prompts[class_name][attribute][feasibility]
-                assert len(values) == 2 and set(values) <= set(answer_for(class_name)[attribute][feasibility])
+                values = prompts.values[class_name][attribute][feasibility]
+                asked = answer_for(class_name)[attribute][feasibility]
+                assert len(values) == 2 and set(values) <= set(value_names(asked))
+        # Every drawn colour value carries the colours the model gave it.
+        given = {item["value"]: item["rgb"] for f in FEASIBILITIES for item in answer_for(class_name)["color"][f]}
+        drawn = [value for f in FEASIBILITIES for value in prompts.values[class_name]["color"][f]]
+        assert prompts.rgb[class_name] == {value: given[value] for value in drawn}
 
     assert len(server.requests) == len(CLASSES)
     request = server.requests[0]
@@ -256,7 +285,7 @@ def test_openai_malformed_answer_is_retried_with_what_was_wrong(openai_project, 
     retry = server.requests[1]["body"]["messages"]
     assert retry[-2] == {"role": "assistant", "content": MALFORMED[kind](CLASSES[0])}
     assert retry[-1]["role"] == "user" and "not valid" in retry[-1]["content"]
-    prompts = io.read_json("data/prompts.json")
+    prompts = records.read_prompts("data/prompts.json").values
     assert prompts[CLASSES[0]]["color"]["feasible"][0].startswith(CLASSES[0])
 
 
@@ -310,9 +339,12 @@ def test_openai_unreachable_server_is_one_clear_line(project, cache, server):
 
 def test_parse_answer_cleans_and_checks():
     data = answer_for("X", 3)
-    data["color"]["feasible"] = ["  Ruddy ", "ruddy", "fawn", "blue  gray", "Fawn"]
-    rules = llm.parse_answer(json.dumps(data), values_per_list=3)
+    data["color"]["feasible"] = coloured("  Ruddy ", "ruddy", "fawn", "blue  gray", "Fawn")
+    data["color"]["feasible"][2]["rgb"] = [[215, 180, 135], [90, 60, 40]]
+    rules, palette = llm.parse_answer(json.dumps(data), values_per_list=3)
     assert rules["color"]["feasible"] == ["Ruddy", "fawn", "blue gray"]
+    assert palette["fawn"] == [[215, 180, 135], [90, 60, 40]] and palette["Ruddy"] == [[1, 2, 3]]
+    assert palette["X color infeasible 2"] == [[20, 0, 255], [20, 20, 255], [20, 40, 255]]
     with pytest.raises(llm.AnswerError, match="at least 4"):
         llm.parse_answer(json.dumps(data), values_per_list=4)
     with pytest.raises(llm.AnswerError, match="control character"):
@@ -393,7 +425,7 @@ def test_hf_model_answer_is_parsed_into_prompts(hf_project, monkeypatch, tiny_ch
     result = run_prompt_stage()
     assert result.exit_code == 0, result.output
     assert len(calls) == 2
-    prompts = io.read_json("data/prompts.json")
+    prompts = records.read_prompts("data/prompts.json").values
     assert list(prompts) == CLASSES[:2]
     for class_name in CLASSES[:2]:
         values = prompts[class_name]["texture"]["infeasible"]

@@ -12,7 +12,7 @@ import yaml
 from torchvision.datasets import ImageFolder
 from typer.testing import CliRunner
 
-from varireal import attributes, backends, datasets, io, prompts
+from varireal import attributes, backends, colors, datasets, io, prompts, records, render
 from varireal.datasets.sources import Sample, Source
 from varireal.params import EditParams, ParamError, PromptParams, load
 
@@ -46,7 +46,8 @@ def write_toy_bank(path: Path) -> Path:
     for name in attributes.names():
         values = list(attributes.get(name).procedural)
         defaults[name] = {"feasible": values[:3], "infeasible": values[3:6]}
-    path.write_text(yaml.safe_dump({"unknown_classes": "defaults", "defaults": defaults}))
+    palette = {value: colors.world_colours(value) for value in render.COLORS}  # every colour value has its colours
+    path.write_text(yaml.safe_dump({"unknown_classes": "defaults", "defaults": defaults, "palette": palette}))
     return path
 
 
@@ -75,7 +76,7 @@ def test_a_registered_dataset_runs_the_whole_pipeline(project, tmp_path, toy):
 
     assert io.read_json("data/raw/classes.json") == sorted(TOY_CLASSES)  # ImageFolder sorts its folders
     assert {row["mask_method"] for row in io.read_csv("data/raw/train.csv")} <= {"grabcut", "box"}
-    assert set(io.read_json("data/prompts.json")) == set(TOY_CLASSES)
+    assert set(records.read_prompts("data/prompts.json").values) == set(TOY_CLASSES)
     manifest = io.read_csv("data/synthetic/manifest.csv")
     assert len(manifest) == len(TOY_CLASSES) * 2 * len(attributes.names()) * 2 * 2
     assert len(io.read_csv("metrics/predictions.csv")) == len(TOY_CLASSES) * TEST_PER_CLASS

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dataset_layouts import write_aircraft
 from test_prompts import FakeOpenAI, cache, server, tiny_chat_model  # noqa: F401 (fixtures)
-from varireal import edit_plan, io, llm, records
+from varireal import colors, edit_plan, io, llm, records
 from varireal.datasets import world
 from varireal.params import ATTRIBUTES, PromptParams
 from varireal.prompts import bank, bank_rules
@@ -108,7 +108,10 @@ def test_hostile_class_names_stay_inside_data(project, tmp_path):
             edit={"attributes": ["color"], "per_image": 1})
     # Values the composite editor can paint (the world's vocabulary), under the hostile names.
     world_prompts = bank("world", world.CLASS_NAMES[:3], ATTRIBUTES, 2, 0)
-    io.write_json("data/prompts.json", dict(zip(HOSTILE_CLASSES.values(), world_prompts.values())))
+    hostile = dict(zip(world.CLASS_NAMES[:3], HOSTILE_CLASSES.values()))
+    records.write_prompts("data/prompts.json", records.Prompts(
+        {hostile[name]: lists for name, lists in world_prompts.values.items()},
+        {hostile[name]: rgb for name, rgb in world_prompts.rgb.items()}))
     outside_before = files_under(tmp_path.parent) - files_under(tmp_path)
 
     fetch, edit = invoke("fetch", "edit")
@@ -145,10 +148,18 @@ def test_values_never_become_paths_and_hostile_ones_are_refused():
 SECRET = "sk-secret-safety-test-7f3a9c"
 
 
+def world_answer(class_name: str) -> dict:
+    """A chat answer with the world's rules for the class, its colour values with the renderer's colours."""
+    rules = bank_rules("world", class_name, ATTRIBUTES)
+    rules["color"] = {feasibility: [{"value": value, "rgb": colors.world_colours(value)} for value in values]
+                      for feasibility, values in rules["color"].items()}
+    return rules
+
+
 def test_api_key_reaches_no_file_mlflow_run_or_output(project, server, cache, capfd, monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     # The server answers with the world's own rules, so the composite editor can paint its values.
-    server.always = lambda cls: json.dumps(bank_rules("world", cls, ATTRIBUTES))
+    server.always = lambda cls: json.dumps(world_answer(cls))
     project(prompt={"backend": "openai", "model": "served-model", "base_url": server.url},
             train={"steps": 1}, edit={"attributes": ["color"], "per_image": 1}, mix={"synthetic_per_class": 2})
     results = invoke("fetch", "prompt", "edit", "score", "mix", "train", "eval")

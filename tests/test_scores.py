@@ -128,8 +128,8 @@ def test_identity_clip_of_an_image_with_itself_is_one_and_vqa_fills_its_column(s
     manifest = records.read_manifest("data/synthetic/manifest.csv")[:2]
     manifest[0] = dataclasses.replace(manifest[0], path=manifest[0].source)  # an "edit" that is its own source
     params = ScoreParams(model=str(tiny_clip_config), threads=1, vqa_model=str(tiny_vlm))
-    rows = scoring.score_pool(manifest, real, io.read_json("data/prompts.json"), io.read_json("data/raw/classes.json"),
-                              params, seed=0)
+    values = records.read_prompts("data/prompts.json").values
+    rows = scoring.score_pool(manifest, real, values, io.read_json("data/raw/classes.json"), params, seed=0)
     assert rows[0].scores.identity_clip == pytest.approx(1.0, abs=1e-5) and rows[0].scores.identity_kept == 1.0
     assert rows[1].scores.identity_clip < 0.9999
     assert [r.scores.vqa for r in rows] == [1.0, 1.0]  # the yes-sayer on two feasible edits

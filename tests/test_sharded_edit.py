@@ -55,7 +55,7 @@ def test_two_processes_write_what_one_process_writes(project):
     lines = sorted(SHARE_LINE.findall(output))
     assert lines == [("1", "2", str(len(items) // 2), str(len(items))), ("2", "2", str(len(items) // 2), str(len(items)))]
     params = load("params.yaml")
-    planned = edit_plan.plan(records.read_split("data/raw/train.csv"), io.read_json("data/prompts.json"),
+    planned = edit_plan.plan(records.read_split("data/raw/train.csv"), records.read_prompts("data/prompts.json").values,
                            params.edit.attributes, params.edit.per_image, params.seed, Path("data/synthetic"))
     shares = [{item.path for item in edit_plan.share(planned, index, 2)} for index in range(2)]
     assert not shares[0] & shares[1] and sorted(shares[0] | shares[1]) == sorted(items)

@@ -36,7 +36,7 @@ def test_pipeline_stages_write_their_outputs(project):
     classes = io.read_json("data/raw/classes.json")
     assert classes == world.CLASS_NAMES
 
-    prompts = io.read_json("data/prompts.json")
+    prompts = records.read_prompts("data/prompts.json").values
     assert set(prompts) == set(classes)
 
     manifest = io.read_csv("data/synthetic/manifest.csv")

@@ -32,27 +32,29 @@ PROMPT_BACKENDS = {"bank": _bank, "hf": _hf, "openai": _openai}
 
 
 def prompts(params: PromptParams, dataset_name: str, class_names: list[str], attributes, seed: int):
-    """The prompt stage's output, {class: {attribute: {feasible, infeasible}}}, from prompt.backend."""
+    """The prompt stage's output (a varireal.records.Prompts: {class: {attribute: {feasible, infeasible}}} and the
+    colours of the colour values), from prompt.backend."""
     return PROMPT_BACKENDS[params.backend](params, dataset_name, class_names, attributes, seed)
 
 
-def _composite(params: EditParams, device):
+def _composite(params: EditParams, device, rgb):
     from varireal.editing import CompositeEditor
 
     return CompositeEditor(params.texture_strength)
 
 
-def _diffusion(params: EditParams, device):
+def _diffusion(params: EditParams, device, rgb):
     from varireal.diffusion import DiffusionEditor
 
-    return DiffusionEditor(params, device)
+    return DiffusionEditor(params, device, rgb)
 
 
 EDIT_BACKENDS = {"composite": _composite, "diffusion": _diffusion}
 
 
-def editor(params: EditParams, device=None):
+def editor(params: EditParams, device=None, rgb=None):
     """The editor edit.backend names (a varireal.editing.Editor). The diffusion editor loads its models on
     first use, on device (this process's own accelerator, e.g. cuda:1 under accelerate) when edit.device
-    allows."""
-    return EDIT_BACKENDS[params.backend](params, device)
+    allows, and tints with rgb ({class: {colour value: [[r, g, b], ...]}}, the prompts' colours). The
+    composite editor paints the world's procedural colours by name."""
+    return EDIT_BACKENDS[params.backend](params, device, rgb or {})

@@ -5,14 +5,15 @@ attribute as its registry entry says (varireal/attributes.py), prompted by its e
 - scene (background): a new scene from the text-to-image model; the object pasted into it through its mask
   dilated by `dilation` px; the band between object and scene harmonised by inpainting; then the
   object's own pixels restored bit for bit;
-- recolor (color): the object tinted to the value (shading kept), then inpainted inside the dilated mask under a
-  Canny ControlNet (edges of the source) and an IP-Adapter image prompt (the tinted image), so shape
-  and identity survive; every pixel outside the dilated mask is restored from the source;
+- recolor (color): the object tinted to the value's colours from the prompts (`colors.tint`, shading kept),
+  then inpainted inside the dilated mask under a Canny ControlNet (edges of the source) and an IP-Adapter
+  image prompt (the tinted image), so shape and identity survive; every pixel outside the dilated mask is
+  restored from the source;
 - retexture (texture): a texture patch from the text-to-image model laid over the object's shading, then the same
   inpainting and restore as recolor.
 `controlnet: null` and `ip_adapter: null` switch those parts off. `scene_model: null` draws scenes and
 patterns with the procedural library in `render` instead, which knows the embedded world's values only.
-A colour the editor cannot name in RGB is not tinted; the inpainting prompt alone recolours the object.
+A colour value without colours in the prompts is an error, never a silent skip.
 
 Each item samples with its own generator seeded by `EditItem.seed`, so its pixels do not depend on the
 batch it lands in (up to the float rounding of batched kernels) or on the order items run in.
@@ -23,10 +24,10 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
-from PIL import Image, ImageColor
+from PIL import Image
 from scipy import ndimage
 
-from varireal import attributes, editing, render
+from varireal import attributes, colors, editing, render
 from varireal.edit_plan import EditItem
 from varireal.errors import StageError
 from varireal.params import EditParams
@@ -49,20 +50,6 @@ def texture_prompt(value: str) -> str:
 
 def edit_prompt(item: EditItem) -> str:
     return attributes.get(item.attribute).edit_prompt.format(cls=item.class_name, value=item.value)
-
-
-def color_of(value: str) -> np.ndarray | None:
-    """RGB in [0, 1] for a colour name: the world's palette, then CSS names; for several words the
-    last one that is a colour ("neon green" -> green, "blue-gray" -> gray). None if none is."""
-    words = value.lower().replace("-", " ").split()
-    for name in (" ".join(words), "".join(words), *reversed(words)):
-        if name in render.COLORS:
-            return render.color(name)
-        try:
-            return np.float32(ImageColor.getrgb(name)[:3]) / 255
-        except ValueError:
-            continue
-    return None
 
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
@@ -107,12 +94,22 @@ class DiffusionEditor:
 
     name = "diffusion"
 
-    def __init__(self, params: EditParams, process_device=None):
+    def __init__(self, params: EditParams, process_device=None, rgb=None):
         """process_device: the device this process owns (accelerate's PartialState().device: cuda:N for the
-        N-th process of a node); None: the first CUDA device if any."""
+        N-th process of a node); None: the first CUDA device if any. rgb: {class: {colour value: [[r, g, b],
+        ...]}}, the prompts' colours (records.Prompts.rgb)."""
         self.params = params
         self.settings = params.diffusion
         self.process_device = process_device
+        self.rgb = rgb or {}
+
+    def _rgb(self, item: EditItem) -> list[list[int]]:
+        """The colours of the item's colour value, as the prompts give them."""
+        try:
+            return self.rgb[item.class_name][item.value]
+        except KeyError:
+            raise StageError(f"the prompts give no colours for {item.attribute} {item.value!r} of class "
+                             f"{item.class_name!r}; run `varireal prompt` again") from None
 
     # Models ------------------------------------------------------------------------------------
 
@@ -314,8 +311,7 @@ class DiffusionEditor:
             height, width = mask.shape
             pixels = render.to_float(image)
             if paint == "recolor":
-                rgb = color_of(item.value)
-                start = pixels if rgb is None else editing.recolor(pixels, mask, rgb)
+                start = colors.tint(pixels, mask, self._rgb(item))
             else:
                 patch = patches[i]
                 if patch.ndim == 2:  # a procedural pattern: darkens the object's mean colour, as in composite

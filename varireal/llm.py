@@ -3,6 +3,8 @@
 Each class is one conversation: a system prompt that explains feasibility, a one-shot example, and
 the class. The answer must be a JSON object that passes `Answer`; a malformed one is sent back with
 what was wrong, up to `retries` times. Valid answers are cached on disk, so a re-run asks nothing.
+A colour value comes with its colours, `{"value": ..., "rgb": [[r, g, b], ...]}` (integers 0-255, one
+or more: a coat of several colours lists each); the editors tint with them.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, create_model, field_validator
 
-from varireal import attributes, datasets, io
+from varireal import attributes, colors, datasets, io
 from varireal.errors import StageError
 from varireal.params import ATTRIBUTES, PromptParams
-from varireal.prompts import draw, overlap, value_problem
+from varireal.prompts import draw, overlap, value_problem, with_colours
+from varireal.records import Prompts
 
 # The attributes and the answer's shape, as the registry defines them; braces doubled for format().
 _MEANINGS = "\n".join(f"- {name}: {attributes.get(name).meaning};" for name in attributes.names())[:-1] + "."
-_SHAPE = "{" + ", ".join(f'"{name}": {{"feasible": [...], "infeasible": [...]}}' for name in attributes.names()) + "}"
+_COLOUR_ITEM = '{"value": ..., "rgb": [[r, g, b], ...]}'
+_SHAPE = "{" + ", ".join(
+    f'"{name}": {{"feasible": [{_COLOUR_ITEM}, ...], "infeasible": [{_COLOUR_ITEM}, ...]}}'
+    if name in colors.colour_attributes() else f'"{name}": {{"feasible": [...], "infeasible": [...]}}'
+    for name in attributes.names()) + "}"
 
 SYSTEM_PROMPT = """\
 You write attribute values for minimally editing real photos of one class of object. Each edit \
@@ -35,6 +42,9 @@ can still be painted (a pug on the moon, a neon-green Abyssinian).
 For each attribute give at least {n} feasible and at least {n} infeasible values, all different; no \
 value may be both feasible and infeasible. Each value is a short phrase of at most 4 words, without \
 slashes or line breaks.
+Each """ + " and ".join(colors.colour_attributes()) + """ value is an object with the value and "rgb": the colours a \
+photo of it shows, as [r, g, b] integers 0-255; one for a plain colour, several for a coat, paint or \
+pattern of several colours (e.g. black and tan: [[30, 28, 27], [175, 115, 60]]).
 Answer with only a JSON object with exactly this shape:
 """ + _SHAPE.replace("{", "{{").replace("}", "}}")
 
@@ -42,8 +52,13 @@ EXAMPLE_CLASS = ("Abyssinian", "a cat or dog breed (Oxford-IIIT Pets)")
 EXAMPLE_ANSWER = {
     "background": {"feasible": ["living room sofa", "sunny windowsill", "garden lawn", "cat tree"],
                    "infeasible": ["surface of the moon", "ocean floor", "inside a volcano", "outer space"]},
-    "color": {"feasible": ["ruddy", "blue", "fawn", "sorrel"],
-              "infeasible": ["purple", "neon green", "hot pink", "electric blue"]},
+    "color": {"feasible": [{"value": "ruddy", "rgb": [[165, 92, 50]]}, {"value": "blue", "rgb": [[130, 135, 145]]},
+                           {"value": "fawn", "rgb": [[215, 180, 135]]},
+                           {"value": "silver tabby", "rgb": [[45, 45, 48], [195, 197, 200]]}],
+              "infeasible": [{"value": "purple", "rgb": [[128, 50, 170]]},
+                             {"value": "neon green", "rgb": [[57, 255, 20]]},
+                             {"value": "hot pink", "rgb": [[255, 50, 150]]},
+                             {"value": "electric blue", "rgb": [[20, 90, 255]]}]},
     "texture": {"feasible": ["short ticked fur", "sleek coat", "soft dense fur", "fine glossy fur"],
                 "infeasible": ["fish scales", "tree bark", "bird feathers", "brushed metal"]},
 }
@@ -70,6 +85,23 @@ class AnswerError(ValueError):
     """An answer that cannot be used; the message is sent back to the model."""
 
 
+def _clean(values: list, info: ValidationInfo, name=lambda item: item, renamed=lambda item, value: value) -> list:
+    """values without duplicates (case-insensitive, dropped, not an error), whitespace collapsed."""
+    kept, seen = [], set()
+    for item in values:
+        problem = value_problem(name(item))
+        if problem:
+            raise ValueError(problem)
+        value = " ".join(name(item).split())
+        if value.casefold() not in seen:
+            seen.add(value.casefold())
+            kept.append(renamed(item, value))
+    minimum = (info.context or {}).get("values_per_list", 1)
+    if len(kept) < minimum:
+        raise ValueError(f"{len(kept)} distinct values, at least {minimum} needed")
+    return kept
+
+
 class Lists(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     feasible: list[str]
@@ -78,31 +110,39 @@ class Lists(BaseModel):
     @field_validator("feasible", "infeasible")
     @classmethod
     def _clean(cls, values: list[str], info: ValidationInfo) -> list[str]:
-        kept, seen = [], set()
-        for value in values:
-            problem = value_problem(value)
-            if problem:
-                raise ValueError(problem)
-            value = " ".join(value.split())
-            if value.casefold() not in seen:  # duplicates are dropped, not an error
-                seen.add(value.casefold())
-                kept.append(value)
-        minimum = (info.context or {}).get("values_per_list", 1)
-        if len(kept) < minimum:
-            raise ValueError(f"{len(kept)} distinct values, at least {minimum} needed")
-        return kept
+        return _clean(values, info)
 
 
-# One Lists per registered attribute, each required; any other key is an error sent back to the model.
+class ColourValue(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    value: str
+    rgb: colors.Colours
+
+
+class ColourLists(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    feasible: list[ColourValue]
+    infeasible: list[ColourValue]
+
+    @field_validator("feasible", "infeasible")
+    @classmethod
+    def _clean(cls, values: list[ColourValue], info: ValidationInfo) -> list[ColourValue]:
+        return _clean(values, info, lambda item: item.value,
+                      lambda item, value: item.model_copy(update={"value": value}))
+
+
+# One list pair per registered attribute, each required; any other key is an error sent back to the model.
 Answer = create_model("Answer", __config__=ConfigDict(extra="forbid"),
-                      **{name: (Lists, ...) for name in attributes.names()})
+                      **{name: (ColourLists if name in colors.colour_attributes() else Lists, ...)
+                         for name in attributes.names()})
 
 
 FENCE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
-def parse_answer(text: str, values_per_list: int) -> dict[str, dict[str, list[str]]]:
-    """The answer's lists, cleaned; raises AnswerError saying what is wrong, in one line."""
+def parse_answer(text: str, values_per_list: int) -> tuple[dict[str, dict[str, list[str]]], colors.Palette]:
+    """The answer's lists, cleaned, and the colours of its colour values; raises AnswerError saying what is
+    wrong, in one line."""
     fenced = FENCE.match(text)
     if fenced:
         text = fenced.group(1)
@@ -118,11 +158,15 @@ def parse_answer(text: str, values_per_list: int) -> dict[str, dict[str, list[st
         problems = [f"{'.'.join(map(str, e['loc'])) or 'the object'}: {e['msg'].removeprefix('Value error, ')}"
                     for e in err.errors()[:3]]
         raise AnswerError("; ".join(problems)) from None
-    rules = answer.model_dump()
+    rules, palette = answer.model_dump(), {}
+    for attribute in colors.colour_attributes():
+        for feasibility, items in rules[attribute].items():
+            palette.update((item["value"], item["rgb"]) for item in items)
+            rules[attribute][feasibility] = [item["value"] for item in items]
     clashes = overlap(rules)
     if clashes:
         raise AnswerError(f"both feasible and infeasible: {', '.join(clashes)}")
-    return rules
+    return rules, palette
 
 
 # ---- chat backends: messages in, text out ------------------------------------------------------
@@ -219,8 +263,10 @@ def cache_key(params: PromptParams, messages: list[dict[str, str]]) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
 
-def ask(load_chat, params: PromptParams, class_name: str, dataset_name: str) -> dict[str, dict[str, list[str]]]:
-    """One class's validated lists, from the cache or the model (load_chat() gives the backend)."""
+def ask(load_chat, params: PromptParams, class_name: str,
+        dataset_name: str) -> tuple[dict[str, dict[str, list[str]]], colors.Palette]:
+    """One class's validated lists and colours, from the cache or the model (load_chat() gives the backend).
+    The cache holds the answer's text as the model gave it."""
     messages = conversation(class_name, dataset_name, params.values_per_list)
     cached = cache_dir() / f"{cache_key(params, messages)}.json"
     if cached.is_file():
@@ -232,7 +278,7 @@ def ask(load_chat, params: PromptParams, class_name: str, dataset_name: str) -> 
     for _ in range(params.retries + 1):
         reply = load_chat()(messages)
         try:
-            rules = parse_answer(reply, params.values_per_list)
+            answer = parse_answer(reply, params.values_per_list)
         except AnswerError as err:
             problem = str(err)
             messages = messages + [
@@ -241,17 +287,19 @@ def ask(load_chat, params: PromptParams, class_name: str, dataset_name: str) -> 
                                             "JSON object, in the shape the instructions give."},
             ]
             continue
-        io.write_json(cached, rules)
-        return rules
+        io.write_text_atomic(cached, reply)
+        return answer
     raise StageError(f"class {class_name!r}: {params.backend} model {params.model!r} gave no valid answer in "
                      f"{params.retries + 1} attempts; last problem: {_one_line(problem)}. Try a stronger model, more "
                      "prompt.retries, or prompt.backend bank")
 
 
 def prompts(chat, params: PromptParams, dataset_name: str, class_names: list[str], attributes=ATTRIBUTES,
-            seed: int = 0):
-    """{class: {attribute: {feasible, infeasible}}} from the model, drawn like the bank's; chat is the backend's
-    class (OpenAIChat, HFChat), made from params on the first cache miss."""
+            seed: int = 0) -> Prompts:
+    """{class: {attribute: {feasible, infeasible}}} from the model, drawn like the bank's, with the colours the
+    model gave; chat is the backend's class (OpenAIChat, HFChat), made from params on the first cache miss."""
     load_chat = functools.cache(lambda: chat(params))
-    rules = {name: ask(load_chat, params, name, dataset_name) for name in class_names}
-    return draw(rules, class_names, attributes, params.values_per_list, seed)
+    answers = {name: ask(load_chat, params, name, dataset_name) for name in class_names}
+    values = draw({name: rules for name, (rules, _) in answers.items()}, class_names, attributes,
+                  params.values_per_list, seed)
+    return with_colours(values, lambda name, value: answers[name][1][value])

@@ -5,7 +5,8 @@ For the embedded world the rules are the world's own, so every value's feasibili
 real datasets they are curated lists in the bank file of the dataset's registry entry, by default
 `varireal/prompt_bank/<dataset>.yaml` (format in each header).
 Backends `hf` and `openai` ask a chat model instead (`varireal.llm`); `varireal.backends` picks one.
-Every backend ends in `draw`.
+Every backend ends in `draw`, and gives each drawn colour value its RGB (`varireal.colors`): a bank's
+`palette:` section, the world's renderer, or the model's answer.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from varireal import attributes, datasets
+from varireal import attributes, colors, datasets, render
 from varireal.datasets import Rules
 from varireal.errors import StageError
+from varireal.records import Prompts
 
 FEASIBILITIES = ("feasible", "infeasible")
 MAX_VALUE_CHARS = 40
@@ -67,6 +69,14 @@ def draw(rules_per_class: dict[str, Rules], class_names: list[str], attributes, 
     return prompts
 
 
+def with_colours(values: dict, colours_of) -> Prompts:
+    """The drawn values and the colours of each drawn colour value: colours_of(class, value)."""
+    rgb = {name: {value: colours_of(name, value) for attribute in colors.colour_attributes() if attribute in lists
+                  for feasibility in FEASIBILITIES for value in lists[attribute][feasibility]}
+           for name, lists in values.items()}
+    return Prompts(values, rgb)
+
+
 # ---- the shipped banks -------------------------------------------------------------------------
 
 
@@ -99,6 +109,16 @@ class BankFile(_Section):
     defaults: _Entry
     groups: list[_Group] = []
     classes: dict[str, _Entry] = {}
+    palette: colors.Palette = {}  # every colour value above -> its colours
+
+    def unpainted(self) -> list[tuple[str, str]]:
+        """(where, value) of each colour value the palette lacks; where: defaults, a group or a class."""
+        sections = [("defaults", self.defaults)] + [(f"group {g.name!r}", g) for g in self.groups]
+        sections += [(f"class {name!r}", entry) for name, entry in self.classes.items()]
+        return [(where, value) for where, entry in sections for attribute in colors.colour_attributes()
+                if (lists := getattr(entry, attribute)) is not None
+                for feasibility in FEASIBILITIES for value in getattr(lists, feasibility) or []
+                if value not in self.palette]
 
     def rules(self, class_name: str, attributes) -> Rules:
         """The class's lists; raises KeyError for a class no group or entry names, if the file says so."""
@@ -132,9 +152,25 @@ def load_bank(dataset_name: str) -> BankFile:
         raise StageError(f"the prompt bank has no values for dataset {dataset_name!r} (no file {path}); "
                          "use prompt.backend hf or openai")
     try:
-        return BankFile.model_validate(yaml.safe_load(path.read_text()))
+        bank_file = BankFile.model_validate(yaml.safe_load(path.read_text()))
     except (yaml.YAMLError, ValidationError) as err:
         raise StageError(f"prompt bank {path} is malformed: {' '.join(str(err).split())}") from None
+    if missing := bank_file.unpainted():
+        where, value = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise StageError(f"the {dataset_name} prompt bank {path}: colour value {value!r} of {where} has no entry in "
+                         f"its palette{more}; add it there as a list of [r, g, b] colours, 0-255")
+    return bank_file
+
+
+def bank_colours(dataset_name: str, class_name: str, value: str) -> list[list[int]]:
+    """A bank's colours for a colour value: the world's renderer's, or the bank file's palette."""
+    if _spec(dataset_name).rules:
+        if value not in render.COLORS:
+            raise StageError(f"the {dataset_name} rules give class {class_name!r} colour {value!r}, which the "
+                             f"renderer cannot paint (it paints {', '.join(render.COLORS)})")
+        return colors.world_colours(value)
+    return load_bank(dataset_name).palette[value]  # load_bank checked that every colour value has one
 
 
 def bank_rules(dataset_name: str, class_name: str, attributes) -> Rules:
@@ -156,10 +192,13 @@ def bank_rules(dataset_name: str, class_name: str, attributes) -> Rules:
     return rules
 
 
-def bank(dataset_name: str, class_names: list[str], attributes: tuple[str, ...], values_per_list: int, seed: int):
-    """{class: {attribute: {"feasible": [...], "infeasible": [...]}}}, values_per_list of each at most.
+def bank(dataset_name: str, class_names: list[str], attributes: tuple[str, ...], values_per_list: int,
+         seed: int) -> Prompts:
+    """{class: {attribute: {"feasible": [...], "infeasible": [...]}}}, values_per_list of each at most, and
+    the colours of the colour values.
 
     Values are drawn without replacement, in a deterministic order set by seed.
     """
     rules = {name: bank_rules(dataset_name, name, attributes) for name in class_names}
-    return draw(rules, class_names, attributes, values_per_list, seed)
+    values = draw(rules, class_names, attributes, values_per_list, seed)
+    return with_colours(values, lambda name, value: bank_colours(dataset_name, name, value))

@@ -1,6 +1,7 @@
 """The files that pass between the data stages, one typed record per row, each file with one reader and
 one writer here. They take paths: where the pipeline keeps its files is the pipeline's business.
 
+    data/prompts.json              Prompts      read_prompts / write_prompts
     data/raw/train.csv, test.csv   SplitRow     read_split / write_split
     data/synthetic/manifest.csv    ManifestRow  read_manifest / write_manifest
     data/scores/scores.csv         ScoreRow     read_scores / write_scores
@@ -17,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from varireal import io
+from pydantic import ValidationError
+
+from varireal import colors, io
+from varireal.errors import StageError
 
 # The scores of the score stage, its columns in scores.csv (params' mix.filter_score names one of them).
 ScoreName = Literal["feasibility", "presence", "identity_kept", "identity_clip", "vqa"]
@@ -35,6 +39,45 @@ def _float_or_none(cell: str | float | None) -> float | None:
 def _write(path: str | Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
     """rows' cells under fields, in that order; a row's other keys are columns this file does not have."""
     io.write_csv(path, [{field: row[field] for field in fields} for row in rows], fields)
+
+
+# data/prompts.json --------------------------------------------------------------------------------------
+
+Values = dict[str, dict[str, dict[str, list[str]]]]  # class -> attribute -> feasibility -> values
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The prompt stage's output: what the edit stage paints, and in which colours."""
+
+    values: Values
+    rgb: dict[str, colors.Palette]  # class -> each of its colour values -> its colours, [r, g, b] 0..255
+
+    def missing_colours(self) -> list[str]:
+        """'class value' of each colour value without colours."""
+        return [f"{name} {value!r}" for name, lists in self.values.items() for attribute in colors.colour_attributes()
+                if attribute in lists for values in lists[attribute].values() for value in values
+                if value not in self.rgb.get(name, {})]
+
+
+def write_prompts(path: str | Path, prompts: Prompts) -> None:
+    io.write_json(path, {"values": prompts.values, "rgb": prompts.rgb})
+
+
+def read_prompts(path: str | Path) -> Prompts:
+    """The file, checked: every colour value has one or more valid colours."""
+    data = io.read_json(path)
+    if not isinstance(data, dict) or set(data) != {"values", "rgb"}:
+        raise StageError(f"{path} is not a prompts file with 'values' and 'rgb' (an older version's?); "
+                         "run `varireal prompt` again")
+    try:
+        rgb = {name: colors.PALETTE.validate_python(palette) for name, palette in data["rgb"].items()}
+    except (ValidationError, AttributeError) as err:
+        raise StageError(f"{path}: bad colours in 'rgb': {' '.join(str(err).split())[:300]}") from None
+    prompts = Prompts(data["values"], rgb)
+    if missing := prompts.missing_colours():
+        raise StageError(f"{path}: colour value {missing[0]} has no colours in 'rgb'; run `varireal prompt` again")
+    return prompts
 
 
 # data/raw/train.csv and test.csv ------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def fetch(params: Path = PARAMS) -> None:
 
 @app.command()
 def prompt(params: Path = PARAMS) -> None:
-    """Write feasible and infeasible attribute values per class to data/prompts.json."""
+    """Write feasible and infeasible attribute values per class, and the colours of colour values, to
+    data/prompts.json."""
     from varireal_pipeline.stages import prompt as stage
 
     _run(stage, params)

@@ -119,7 +119,8 @@ def main(params_path="params.yaml") -> None:
     # The composite editor alone needs no torch: light spares its import when no launcher started us.
     state = process_state(params.edit.device, BARRIER_TIMEOUT, light=params.edit.backend == "composite")
     sources = records.read_split(RAW / "train.csv")
-    values = io.read_json(PROMPTS)
+    prompts = records.read_prompts(PROMPTS)
+    values = prompts.values
     planned = edit_plan.plan(sources, values, params.edit.attributes, params.edit.per_image, params.seed, SYNTHETIC)
     if params.edit.backend == "composite" and (unknown := editing.unknown_to_composite(values)):
         raise StageError(f"edit.backend composite paints only the embedded world's procedural values, not "
@@ -145,7 +146,7 @@ def main(params_path="params.yaml") -> None:
           flush=True)
     jobs = [(item, staging / relative[item]) for item in share
             if not finished(staging / relative[item], relative[item], params.edit.filter)]
-    editor = backends.editor(params.edit, state.device)
+    editor = backends.editor(params.edit, state.device, prompts.rgb)
     judge = load_judge(params.edit.filter, state.device) if params.edit.filter.model and jobs else None
     # The processes of this node (torchrun's or MPI's count) share its CPUs.
     workers = edit_runs.cpu_workers(params.edit.workers, local_processes())

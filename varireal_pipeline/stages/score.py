@@ -20,8 +20,8 @@ def main(params_path="params.yaml") -> None:
     if unknown := sorted({m.source for m in manifest} - known):
         raise StageError(f"{SYNTHETIC / 'manifest.csv'} edits {unknown[0]}, which is not in {RAW / 'train.csv'}; "
                          "run `varireal edit` again")
-    scores = scoring.score_pool(manifest, real, io.read_json(PROMPTS), io.read_json(RAW / "classes.json"),
-                                params.score, params.seed)
+    values = records.read_prompts(PROMPTS).values
+    scores = scoring.score_pool(manifest, real, values, io.read_json(RAW / "classes.json"), params.score, params.seed)
     with io.atomic_dir(SCORES) as staging:
         records.write_scores(staging / "scores.csv", scores)
     summary = scoring.summarize(manifest, scores)
