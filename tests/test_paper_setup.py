@@ -14,6 +14,7 @@ from conftest import REPO
 from dataset_layouts import write_pets
 from test_stages import STAGES, mlflow_runs, run
 from tiny_models import SIDE, STEPS
+import tiny_vlm
 
 
 def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, tiny_diffusion, tiny_clip_config):
@@ -22,6 +23,8 @@ def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, ti
     pretrained = tmp_path / "pretrained.safetensors"
     save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, pretrained)
 
+    says_yes = tiny_vlm.llava_next(tmp_path / "llava-next", answer="yes")  # every edit passes the VQA filter
+
     pets = profiles.load("pets", REPO / "profiles")
     stand_ins = {
         "dataset": {"root": str(tmp_path / "datasets"), "download": False, "shots": 2},
@@ -29,7 +32,8 @@ def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, ti
                  "diffusion": {"scene_model": tiny_diffusion["scene"], "controlnet": tiny_diffusion["controlnet"],
                                "ip_adapter": tiny_diffusion["ip-adapter"], "ip_adapter_subfolder": "models",
                                "ip_adapter_weights": "ip-adapter_tiny.safetensors", "resolution": SIDE,
-                               "steps": STEPS, "dilation": 2}},
+                               "steps": STEPS, "dilation": 2},
+                 "filter": {"model": str(says_yes), "device": "cpu"}},
         "score": {"model": str(tiny_clip_config), "pretrained": str(pretrained), "batch_size": 8, "threads": 1},
         "mix": {"synthetic_per_class": 2},
         "train": {"model": str(tiny_clip_config), "pretrained": str(pretrained), "steps": 3, "batch_size": 4,
@@ -49,6 +53,8 @@ def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, ti
     manifest = io.read_csv("data/synthetic/manifest.csv")
     assert len(manifest) == len(classes) * 2 * 3 * 2  # classes x shots x attributes x feasibilities
     assert {row["backend"] for row in manifest} == {"diffusion"}
+    assert {row["filter_cycle"] for row in manifest} == {"1"}  # the paper's VQA filter judged every edit once
+    assert io.read_json("metrics/edit.json")["filter"]["passed_first_cycle"] == len(manifest)
     for row in manifest:
         assert row["value"] in prompts[row["class"]][row["attribute"]][row["feasibility"]]
 
