@@ -68,9 +68,9 @@ def test_alpha_tint_blends_only_the_mask():
     pixels = np.full((4, 4, 3), 200, np.uint8)
     mask = np.zeros((4, 4), bool)
     mask[1:3, 1:3] = True
-    out = alpha_tint(pixels, mask, np.array([0.0, 0.0, 1.0]), 0.3)
+    out = alpha_tint(pixels, mask, np.array([0.0, 0.0, 1.0]), 0.4)
     assert np.array_equal(out[~mask], pixels[~mask])
-    assert out[1, 1].tolist() == [140, 140, 217]  # 200 x 0.7 + (0, 0, 255) x 0.3
+    assert out[1, 1].tolist() == [120, 120, 222]  # 200 x 0.6 + (0, 0, 255) x 0.4
     assert np.array_equal(alpha_tint(pixels, mask, None, 0.3), pixels)
 
 
