@@ -175,7 +175,9 @@ def value_span(tokenizer, prompt: str, value: str) -> tuple[int, int] | None:
     at = prompt.lower().find(value.lower())
     if at < 0 or not value:
         return None
-    count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
+
     start = 1 + count(prompt[:at])
     stop = min(start + count(prompt[at:at + len(value)]), tokenizer.model_max_length - 1)
     return (start, stop) if start < stop else None
