@@ -1,7 +1,8 @@
 """The `diffusion` editor: the paper's recipe with diffusers, one attribute per batch.
 
 Every source is brought to the working square of side `diffusion.resolution` (`fit: pad` keeps its aspect and
-pads, the padding is cropped off again; `fit: stretch` resizes), edited there and brought back to its size.
+pads, as the official code: top left, black; the padding is cropped off again; `fit: stretch` resizes), edited
+there and brought back to its size.
 Two recipes (`diffusion.recipe`), each painting an attribute as its registry entry says (varireal/attributes.py):
 
 paper, the official VariReal code's, every number in `diffusion.background / color / texture / refiner`:
@@ -139,35 +140,39 @@ def sharpen(image: np.ndarray) -> np.ndarray:
 
 
 class Frame:
-    """Where a source of height x width sits in the working square: resized (aspect kept for pad) and centred."""
+    """Where a source of height x width sits in the working square. pad (the official code's): resized with
+    Lanczos so that its longer side fills the square (the other side rounded down), at the top left, black
+    below or to the right; stretch: resized (bicubic) to the whole square."""
 
     def __init__(self, height: int, width: int, side: int, fit: str):
-        self.height, self.width, self.side = height, width, side
-        if fit == "stretch":
-            self.inner_w, self.inner_h = side, side
-        else:
-            scale = side / max(height, width)
-            self.inner_w, self.inner_h = max(1, round(width * scale)), max(1, round(height * scale))
-        self.top, self.left = (side - self.inner_h) // 2, (side - self.inner_w) // 2
+        self.height, self.width, self.side, self.fit = height, width, side, fit
+        self.inner_w, self.inner_h = side, side
+        if fit == "pad" and width > height:
+            self.inner_h = max(1, int(side * height / width))
+        elif fit == "pad" and height > width:
+            self.inner_w = max(1, int(side * width / height))
 
-    def _pad(self, array: np.ndarray, mode: str) -> np.ndarray:
-        pads = [(self.top, self.side - self.inner_h - self.top), (self.left, self.side - self.inner_w - self.left)]
-        return np.pad(array, pads + [(0, 0)] * (array.ndim - 2), mode=mode)
+    def _resample(self):
+        return Image.Resampling.LANCZOS if self.fit == "pad" else Image.Resampling.BICUBIC
+
+    def _pad(self, array: np.ndarray) -> np.ndarray:
+        pads = [(0, self.side - self.inner_h), (0, self.side - self.inner_w)] + [(0, 0)] * (array.ndim - 2)
+        return np.pad(array, pads)
 
     def image(self, image: np.ndarray) -> np.ndarray:
-        """uint8 RGB at the working side; the padding repeats the edge pixels."""
-        return self._pad(_resized(image, self.inner_w, self.inner_h), "edge")
+        """uint8 RGB at the working side."""
+        return self._pad(np.array(Image.fromarray(image).resize((self.inner_w, self.inner_h), self._resample())))
 
     def mask(self, mask: np.ndarray) -> np.ndarray:
         """Any working pixel the source mask touches is in; the padding is out."""
         touched = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.inner_w, self.inner_h),
                                                                        Image.Resampling.BOX)
-        return self._pad(np.array(touched) > 0, "constant")
+        return self._pad(np.array(touched) > 0)
 
     def back(self, work: np.ndarray) -> np.ndarray:
         """A working-side uint8 image cropped to the source's part and resized to the source's size."""
-        inner = work[self.top:self.top + self.inner_h, self.left:self.left + self.inner_w]
-        return _resized(np.ascontiguousarray(inner), self.width, self.height)
+        inner = np.ascontiguousarray(work[:self.inner_h, :self.inner_w])
+        return np.array(Image.fromarray(inner).resize((self.width, self.height), self._resample()))
 
 
 def value_span(tokenizer, prompt: str, value: str) -> tuple[int, int] | None:

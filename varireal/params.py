@@ -164,7 +164,8 @@ class DiffusionParams(Section):
         "paper", description="paper: the official recipe (whole background repainted; color and texture inpainted "
                              "then refined); band: one inpainting pass, background only along the pasted edge")
     fit: Literal["pad", "stretch"] = Field("pad", description="how a source reaches the working square: pad (aspect "
-                                                              "kept, padding cropped off again) or stretch")
+                                                              "kept, top left of a black square, the padding "
+                                                              "cropped off again) or stretch")
     scene_model: str | None = Field("stabilityai/stable-diffusion-2-1-base",
                                     description="text-to-image model for new backgrounds and texture patches; null: the "
                                                 "procedural ones of the embedded world")
