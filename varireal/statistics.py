@@ -80,8 +80,8 @@ def tost(differences: Sequence[float], margin: float) -> float:
 
 def holm(p_values: Sequence[float], alpha: float = ALPHA) -> list[float]:
     """Holm's step-down adjusted p-values (family-wise error rate at alpha over all the given tests)."""
-    if not p_values:
-        return []
+    if len(p_values) < 2:  # a family of one: nothing to adjust (and multipletests runs gc.collect, 0.1 s)
+        return [float(p) for p in p_values]
     from statsmodels.stats.multitest import multipletests
 
     return [float(p) for p in multipletests(list(p_values), alpha=alpha, method="holm")[1]]
@@ -101,13 +101,16 @@ def verdict(paired_seeds: int, holm_p: float | None, tost_p: float | None, alpha
 
 # --- power: how many seeds a decision needs ---------------------------------------------------------------
 
-_NC_LIMIT = 37.0  # scipy's noncentral t returns NaN far out; at |nc| >= 37 the probabilities are 0 or 1
-
-
 def _nct_cdf(x: float, df: np.ndarray, nc: np.ndarray) -> np.ndarray:
+    """scipy's noncentral t cdf; it returns NaN far in a tail (large |nc|), where the cdf is 0 or 1."""
+    import warnings
+
     from scipy import stats
 
-    return stats.nct.cdf(x, df, np.clip(nc, -_NC_LIMIT, _NC_LIMIT))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        values = stats.nct.cdf(x, df, nc)
+    return np.where(np.isnan(values), (x > np.asarray(nc)).astype(float), values)
 
 
 def power_difference(n: np.ndarray, difference: float, sd: float, alpha: float = ALPHA) -> np.ndarray:
@@ -135,16 +138,27 @@ def power_equivalence(n: np.ndarray, margin: float, sd: float, difference: float
     return np.maximum(power, 0.0)
 
 
-def _smallest_n(power: np.ndarray, start: int) -> float:
-    reached = np.flatnonzero(power >= TARGET_POWER)
-    return float(start + reached[0]) if reached.size else math.inf
+def _smallest_n(power) -> float:
+    """The smallest n in 2..MAX_SEEDS with power(n) >= TARGET_POWER (power grows with n), or inf: doubling,
+    then bisection, so a comparison costs a few dozen noncentral-t evaluations rather than MAX_SEEDS."""
+    def enough(n: int) -> bool:
+        return bool(power(np.array([n]))[0] >= TARGET_POWER)
+
+    low, high = 1, 2  # enough(low) is taken as false: one seed has no spread to test with
+    while not enough(high):
+        if high >= MAX_SEEDS:
+            return math.inf
+        low, high = high, min(2 * high, MAX_SEEDS)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return float(high)
 
 
 def seeds_for_equivalence(sd: float, margin: float, alpha: float = ALPHA) -> float:
     """Paired seeds TOST needs for power TARGET_POWER within +-margin if the true difference is 0 and the
     per-seed differences spread by sd; inf beyond MAX_SEEDS."""
-    n = np.arange(2, MAX_SEEDS + 1)
-    return _smallest_n(power_equivalence(n, margin, sd, 0.0, alpha), 2)
+    return _smallest_n(lambda n: power_equivalence(n, margin, sd, 0.0, alpha))
 
 
 def seeds_for_difference(difference: float, sd: float, alpha: float = ALPHA) -> float:
@@ -152,8 +166,7 @@ def seeds_for_difference(difference: float, sd: float, alpha: float = ALPHA) -> 
     observed one and the per-seed differences spread by sd (before Holm's correction); inf beyond MAX_SEEDS."""
     if abs(difference) <= 1e-12:
         return math.inf
-    n = np.arange(2, MAX_SEEDS + 1)
-    return _smallest_n(power_difference(n, difference, sd, alpha), 2)
+    return _smallest_n(lambda n: power_difference(n, difference, sd, alpha))
 
 
 # --- image level: the bootstrap's second level and McNemar's diagnostic ------------------------------------
