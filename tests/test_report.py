@@ -199,6 +199,7 @@ def test_report_table_and_statistics(store):
     # Seed-level inference against scipy and statsmodels computed here: the paired t-test over seeds, Holm by
     # hand over the report's 12 comparisons, TOST, and McNemar per seed by the exact binomial by hand.
     from scipy.stats import ttest_rel
+    from statsmodels.stats.power import TTestPower
     from statsmodels.stats.weightstats import ttost_paired
 
     keys = {"real-only": ("none", None), "feasible": (None, 0.0), "mixed 0.5": (None, 0.5), "infeasible": (None, 1.0)}
@@ -232,6 +233,15 @@ def test_report_table_and_statistics(store):
         expected = "different" if holm[i] < 0.05 else "inconclusive"  # TOST cannot pass at 1 point with 3 seeds
         assert r["verdict"] == expected
         assert (r["seeds_needed"] != "") == (expected == "inconclusive")
+        # The seeds the plan asks for: the t-test at 0.05 / 12 (the strictest Holm step), TOST at 0.05.
+        sd = differences.std(ddof=1)
+        assert float(r["sd_diff_pct"]) == pytest.approx(100 * sd, abs=1e-3)
+        if expected == "inconclusive" and abs(differences.mean()) > 1e-9:
+            effect, needed = abs(differences.mean()) / sd, int(r["seeds_for_difference"])
+            short, enough = TTestPower().power(effect, np.array([needed - 1, needed]), 0.05 / 12)
+            assert enough >= 0.8 > short or not math.isfinite(short + enough)  # statsmodels' NaN: checked elsewhere
+        # At least the normal approximation's (z_0.95 + z_0.9)^2 (sd / margin)^2; t asks a little more.
+        assert int(r["seeds_for_equivalence"]) >= ((1.645 + 1.282) * sd / 0.01) ** 2
         b = [int(np.sum(t & ~o)) for o, t in zip(ours, theirs)]
         c = [int(np.sum(~t & o)) for o, t in zip(ours, theirs)]
         assert r["mcnemar_bc_per_seed"] == " ".join(f"{x}/{y}" for x, y in zip(b, c))

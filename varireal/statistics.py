@@ -162,8 +162,9 @@ def seeds_for_equivalence(sd: float, margin: float, alpha: float = ALPHA) -> flo
 
 
 def seeds_for_difference(difference: float, sd: float, alpha: float = ALPHA) -> float:
-    """Paired seeds the two-sided paired t-test needs for power TARGET_POWER if the true difference is the
-    observed one and the per-seed differences spread by sd (before Holm's correction); inf beyond MAX_SEEDS."""
+    """Paired seeds the two-sided paired t-test at level alpha needs for power TARGET_POWER if the true
+    difference is the observed one and the per-seed differences spread by sd; inf beyond MAX_SEEDS. For a
+    Holm-corrected family of k tests, alpha / k plans for the strictest step (Bonferroni: conservative)."""
     if abs(difference) <= 1e-12:
         return math.inf
     return _smallest_n(lambda n: power_difference(n, difference, sd, alpha))
@@ -236,8 +237,6 @@ class PairedDifference:
     margin: float = math.nan
     bootstrap_ci: tuple[float, float] | None = None  # two-level bootstrap (seeds, then test images)
     mcnemar: tuple[tuple[int, int, float], ...] | None = None  # per paired seed: b, c, exact p (diagnostic)
-    seeds_for_equivalence: float | None = None  # paired seeds TOST needs at power 0.8 if the truth is 0
-    seeds_for_difference: float | None = None  # ... the t-test needs if the truth is the observed difference
     why_no_test: str = ""
 
 
@@ -257,9 +256,7 @@ def paired_difference(group: Mapping[str, Replicate], reference: Mapping[str, Re
     if len(seeds) >= 2:
         sd = float(differences.std(ddof=1))
         p_value, ci = paired_t(differences, alpha)
-        found.update(sd=sd, p_value=p_value, ci=ci, tost_p=tost(differences, margin),
-                     seeds_for_equivalence=seeds_for_equivalence(sd, margin, alpha),
-                     seeds_for_difference=seeds_for_difference(found["difference"], sd, alpha))
+        found.update(sd=sd, p_value=p_value, ci=ci, tost_p=tost(differences, margin))
     else:
         notes.append("one paired seed: no spread over seeds, no test")
     aligned = aligned_correctness([reference[s] for s in seeds] + [group[s] for s in seeds])

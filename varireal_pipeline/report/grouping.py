@@ -80,6 +80,15 @@ class Comparison:
     result: PairedDifference
     holm_p: float | None = None  # the paired t-test's p, Holm-adjusted over the report's comparisons
     verdict: str = statistics.NOT_ENOUGH_SEEDS
+    seeds_for_equivalence: float | None = None  # paired seeds TOST needs at the planned power if the truth is 0
+    seeds_for_difference: float | None = None  # ... the Holm-corrected t-test needs if the truth is the observed Δ
+
+    @property
+    def seeds_needed(self) -> float | None:
+        """Paired seeds that would make the comparison decisive one way or the other: the fewer of the two."""
+        if self.seeds_for_equivalence is None:
+            return None
+        return min(self.seeds_for_equivalence, self.seeds_for_difference)
 
 
 @dataclass
@@ -154,11 +163,16 @@ def _describe_settings(groups: list[Group]) -> None:
         group.setting = ", ".join(f"{k}={params[k]}" for k in sorted(varying) if k in params)
 
 
-def judge(found: list[Comparison]) -> None:
-    """Holm over every comparison with a paired test, then each comparison's verdict."""
+def judge(found: list[Comparison], margin: float) -> None:
+    """Holm over every comparison with a paired test, then each comparison's verdict and the seeds that would
+    decide it: TOST is not corrected, the difference is planned at alpha / (tests in the family)."""
     tested = [c for c in found if c.result.p_value is not None]
     for comparison, adjusted in zip(tested, statistics.holm([c.result.p_value for c in tested])):
+        result = comparison.result
         comparison.holm_p = adjusted
+        comparison.seeds_for_equivalence = statistics.seeds_for_equivalence(result.sd, margin)
+        comparison.seeds_for_difference = statistics.seeds_for_difference(result.difference, result.sd,
+                                                                          statistics.ALPHA / len(tested))
     for comparison in found:
         comparison.verdict = statistics.verdict(len(comparison.result.paired_seeds), comparison.holm_p,
                                                 comparison.result.tost_p)
@@ -196,7 +210,7 @@ def comparisons(groups: list[Group], resamples: int, seed: int, margin: float) -
             out.append(compare(group, pure["feasible"]))
         if group.condition == "mixed":
             out += [compare(group, pure[name]) for name in ("feasible", "infeasible") if name in pure]
-    judge(out)
+    judge(out, margin)
     return out, notes
 
 

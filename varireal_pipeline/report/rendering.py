@@ -63,13 +63,6 @@ def _seeds(value: float | None) -> str:
     return f">{statistics.MAX_SEEDS}" if math.isinf(value) else str(int(value))
 
 
-def _seeds_needed(result) -> float | None:
-    """Paired seeds that would make a comparison decisive one way or the other: the fewer of the two plans."""
-    if result.seeds_for_equivalence is None:
-        return None
-    return min(result.seeds_for_equivalence, result.seeds_for_difference)
-
-
 def _p(value: float | None) -> str:
     return "" if value is None else f"{value:.{CSV_P_DIGITS}g}"
 
@@ -93,9 +86,9 @@ def csv_rows(report: Report) -> list[dict]:
                        p_holm=_p(comparison.holm_p), tost_p=_p(result.tost_p),
                        margin_pct=_pct(report.margin, CSV_PERCENT_DIGITS),
                        verdict=verdict_label(comparison, report.margin),
-                       seeds_for_equivalence=_seeds(result.seeds_for_equivalence),
-                       seeds_for_difference=_seeds(result.seeds_for_difference),
-                       seeds_needed=_seeds(_seeds_needed(result)) if comparison.verdict == statistics.INCONCLUSIVE
+                       seeds_for_equivalence=_seeds(comparison.seeds_for_equivalence),
+                       seeds_for_difference=_seeds(comparison.seeds_for_difference),
+                       seeds_needed=_seeds(comparison.seeds_needed) if comparison.verdict == statistics.INCONCLUSIVE
                        else "", note=result.why_no_test)
             if result.ci is not None:
                 row.update(ci_low_pct=_pct(result.ci[0], CSV_PERCENT_DIGITS),
@@ -138,11 +131,17 @@ def _name(comparison: Comparison) -> str:
             f"vs {comparison.reference.label}")
 
 
+def _more(comparison: Comparison) -> float:
+    """More train.seed values the comparison's plan asks for; at least one when the planned number is already
+    there (the plan's power is 0.8, so one result in five falls short)."""
+    return max(comparison.seeds_needed - len(comparison.result.paired_seeds), 1)
+
+
 def more_seeds(report: Report) -> int | None:
     """More train.seed values that would make every inconclusive comparison decisive (at the planned power),
-    ignoring those no feasible number of seeds settles; None if there are none to plan for."""
-    wanted = [_seeds_needed(c.result) - len(c.result.paired_seeds) for c in report.comparisons
-              if c.verdict == statistics.INCONCLUSIVE and _seeds_needed(c.result) is not None]
+    leaving out those no number of seeds up to MAX_SEEDS settles; None if there are none to plan for."""
+    wanted = [_more(c) for c in report.comparisons
+              if c.verdict == statistics.INCONCLUSIVE and c.seeds_needed is not None]
     finite = [int(n) for n in wanted if math.isfinite(n)]
     return max(finite) if finite else None
 
@@ -157,21 +156,23 @@ def power_lines(report: Report) -> list[str]:
             lines.append(f"- {_name(comparison)}: {len(result.paired_seeds)} paired seed(s); a verdict needs 2 "
                          "or more seeds run in both conditions (the same `train.seed` values).")
         elif comparison.verdict == statistics.INCONCLUSIVE:
-            equivalence, difference = result.seeds_for_equivalence, result.seeds_for_difference
-            needed = _seeds_needed(result)
-            queue = (f"queue {int(needed) - len(result.paired_seeds)} more `train.seed` values"
-                     if math.isfinite(needed) else f"no plan under {statistics.MAX_SEEDS} seeds settles it")
+            observed = f"the observed Δ of {_csv_percent(result.difference):+.2f} pp"
+            difference = (f"{observed} would be shown `different` by {_seeds(comparison.seeds_for_difference)} seeds"
+                          if math.isfinite(comparison.seeds_for_difference)
+                          else f"{observed} is too small to show as `different` with {statistics.MAX_SEEDS} seeds")
+            queue = (f"queue {int(_more(comparison))} more `train.seed` values" if math.isfinite(_more(comparison))
+                     else f"no number of seeds up to {statistics.MAX_SEEDS} settles it")
             lines.append(
                 f"- {_name(comparison)}: inconclusive with {len(result.paired_seeds)} seeds (sd of the per-seed Δ "
-                f"{_csv_percent(result.sd):.2f} pp). Equivalence within {margin} needs {_seeds(equivalence)} seeds "
-                f"if the true Δ is 0; the observed Δ of {_csv_percent(result.difference):+.2f} pp is shown "
-                f"`different` by {_seeds(difference)} seeds: {queue}.")
+                f"{_csv_percent(result.sd):.2f} pp). Equivalence within {margin} needs "
+                f"{_seeds(comparison.seeds_for_equivalence)} seeds if the true Δ is 0; {difference}: {queue}.")
     if not lines:
         return []
     more = more_seeds(report)
-    head = [f"Seeds for a decision, planned for power {statistics.TARGET_POWER:g} at α {statistics.ALPHA:g} from "
-            "each comparison's observed sd of the per-seed Δ (a rough estimate from so few seeds; Holm's "
-            "correction can ask for a few more):", ""]
+    head = [f"Seeds for a decision, planned for power {statistics.TARGET_POWER:g} from each comparison's observed "
+            "sd of the per-seed Δ (itself a rough estimate from so few seeds): equivalence by TOST at "
+            f"α {statistics.ALPHA:g}, a difference by the paired t-test at α {statistics.ALPHA:g} / "
+            f"{sum(c.holm_p is not None for c in report.comparisons)} (the strictest step of Holm's correction):", ""]
     tail = ["", f"**Queue {more} more `train.seed` values** (for every condition) to settle every inconclusive "
             "comparison that a feasible number of seeds can settle."] if more else []
     return head + lines + tail
@@ -236,8 +237,8 @@ def markdown(report: Report) -> str:
         "seed-to-seed spread, so it is far more often small than the verdict's test.",
         "- More seeds: the smallest number of paired seeds at which TOST would show equivalence with power "
         f"{statistics.TARGET_POWER:g} if the true Δ were 0 (noncentral-t approximation), and at which the paired "
-        f"t-test would show the observed Δ with power {statistics.TARGET_POWER:g} (exact noncentral t), both "
-        "with the observed sd of the per-seed Δ.",
+        f"t-test at α / (number of tests) would show the observed Δ with power {statistics.TARGET_POWER:g} "
+        "(exact noncentral t), both with the observed sd of the per-seed Δ.",
         "- top1_vs_ratio.csv / .png: top-1 mean and std (%) per attribute against the infeasible ratio; the "
         "real-only baseline appears as attribute `real-only` at ratios 0 and 1 (a flat line). differences.png: "
         f"each comparison's Δ with its 95% t interval over seeds, the per-seed Δs as dots and the {margin} margin "
