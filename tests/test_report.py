@@ -396,3 +396,23 @@ def test_run_without_predictions_counts_only_in_means(empty_project, tmp_path):
     assert r["diff_pct"] and r["mcnemar_p_per_seed"] == "" and "predictions missing" in r["note"]
     assert r["verdict"] == "not enough seeds"  # one seed; with more, the top1 metrics alone give a verdict
     assert "1 run(s) have no readable predictions.csv" in Path("reports/report.md").read_text()
+
+
+def test_margin_sets_what_equivalent_means(store):
+    """At ±5 points, 3 seeds that agree within ~1 point show equivalence; the margin is logged."""
+    import mlflow
+
+    result = report("--margin", "5")
+    assert result.exit_code == 0, result.output
+    rows = table()
+    equivalent = row(rows, "background", "infeasible", "real-only")
+    assert equivalent["verdict"] == "equivalent within ±5 pp" and float(equivalent["tost_p"]) < 0.05
+    assert equivalent["seeds_needed"] == "" and float(equivalent["margin_pct"]) == 5.0
+    assert row(rows, "texture", "infeasible", "real-only")["verdict"] == "different"
+    (logged,) = mlflow.search_runs(experiment_names=["varireal"], filter_string="tags.report = 'true'",
+                                   output_format="list")
+    assert logged.data.params["report.margin"] == "5.0"
+    assert logged.data.metrics["equivalent"] == sum(r["verdict"].startswith("equivalent") for r in rows) > 0
+    assert "equivalent within +-5 pp" in result.output
+
+    assert report("--margin", "0").exit_code == 2  # a margin must be positive
