@@ -29,12 +29,19 @@ ACCURACY = {
 }
 
 
+# Per condition (in ACCURACY's order) and seed: images right beyond the seed's shared offset. Each sums to 0,
+# so a condition's mean is exactly its accuracy, and no two are equal, so every per-seed difference varies.
+JITTER = [(-2, 0, 2), (0, 2, -2), (2, -2, 0), (-2, 2, 0), (2, 0, -2), (0, -2, 2), (-1, 2, -1)]
+
+
 def correct_pattern(attribute, ratio, seed):
-    """A seed-and-condition-specific shuffle of the images of which exactly accuracy + (seed - 1) x 1% are
-    right: the same offsets in every condition keep differences exact while the std over seeds is 1 point."""
-    rng = np.random.default_rng([list(ACCURACY).index((attribute, ratio)), seed])
+    """A seed-and-condition-specific shuffle of the images of which exactly accuracy + (seed - 1) x 1% +
+    JITTER / 200 are right: means and mean differences are exact; per-seed differences spread by about 1 point."""
+    index = list(ACCURACY).index((attribute, ratio))
+    rng = np.random.default_rng([index, seed])
     correct = np.zeros(IMAGES, dtype=bool)
-    correct[rng.permutation(IMAGES)[:round(ACCURACY[(attribute, ratio)] * IMAGES) + 2 * (seed - 1)]] = True
+    right = round(ACCURACY[(attribute, ratio)] * IMAGES) + 2 * (seed - 1) + JITTER[index][seed]
+    correct[rng.permutation(IMAGES)[:right]] = True
     return correct
 
 
@@ -189,37 +196,78 @@ def test_report_table_and_statistics(store):
         assert {r["reference"] for r in rows if r["attribute"] == attribute and r["condition"] == "mixed 0.5"} == \
             {"real-only", "feasible", "infeasible"}
 
-    # McNemar's test, pooled over seeds, against the exact binomial by hand; paired differences by numpy.
-    for attribute, ratio, condition, reference, reference_key in [
-        ("texture", 1.0, "infeasible", "real-only", ("none", None)),
-        ("texture", 1.0, "infeasible", "feasible", ("texture", 0.0)),
-        ("background", 0.5, "mixed 0.5", "infeasible", ("background", 1.0)),
-    ]:
-        r = row(rows, attribute, condition, reference)
-        ours, theirs = store[(attribute, ratio)], store[reference_key]
-        b = sum(int(np.sum(t & ~o)) for o, t in zip(ours, theirs))
-        c = sum(int(np.sum(~t & o)) for o, t in zip(ours, theirs))
-        assert (int(r["mcnemar_b"]), int(r["mcnemar_c"])) == (b, c)
-        assert float(r["mcnemar_p"]) == pytest.approx(exact_mcnemar(b, c), rel=1e-4)
-        difference = np.mean([o.mean() - t.mean() for o, t in zip(ours, theirs)])
-        assert float(r["diff_pct"]) == pytest.approx(100 * difference, abs=1e-3)
-        assert r["n_paired_seeds"] == "3"
-        assert r["significant"] == str(exact_mcnemar(b, c) < 0.05)
-        # The bootstrap interval holds the observed difference and is about 2 x 1.96 standard errors wide.
-        low, high = float(r["ci_low_pct"]) / 100, float(r["ci_high_pct"]) / 100
-        assert low <= difference <= high
-        per_image = np.mean(ours, axis=0) - np.mean(theirs, axis=0)
-        expected_width = 2 * 1.96 * per_image.std() / math.sqrt(IMAGES)
-        assert 0.75 * expected_width < high - low < 1.25 * expected_width
+    # Seed-level inference against scipy and statsmodels computed here: the paired t-test over seeds, Holm by
+    # hand over the report's 12 comparisons, TOST, and McNemar per seed by the exact binomial by hand.
+    from scipy.stats import ttest_rel
+    from statsmodels.stats.power import TTestPower
+    from statsmodels.stats.weightstats import ttost_paired
 
-    # 35 points down on 200 images x 3 seeds is significant; 0 to 2 points are not.
-    assert row(rows, "texture", "infeasible", "real-only")["significant"] == "True"
-    assert row(rows, "background", "infeasible", "real-only")["significant"] == "False"
+    keys = {"real-only": ("none", None), "feasible": (None, 0.0), "mixed 0.5": (None, 0.5), "infeasible": (None, 1.0)}
+
+    def accuracies(attribute, condition):
+        key = keys[condition] if condition == "real-only" else (attribute, keys[condition][1])
+        return store[key], np.array([p.mean() for p in store[key]])
+
+    compared = [r for r in rows if r["reference"]]
+    assert len(compared) == 12
+    p_values = sorted((ttest_rel(accuracies(r["attribute"], r["condition"])[1],
+                                 accuracies(r["attribute"], r["reference"])[1]).pvalue, i) for i, r in enumerate(compared))
+    holm, running = {}, 0.0
+    for rank, (p, i) in enumerate(p_values):
+        running = max(running, min(1.0, (len(p_values) - rank) * p))
+        holm[i] = running
+    for i, r in enumerate(compared):
+        (ours, ours_top1), (theirs, theirs_top1) = accuracies(r["attribute"], r["condition"]), \
+            accuracies(r["attribute"], r["reference"])
+        differences = ours_top1 - theirs_top1
+        assert float(r["diff_pct"]) == pytest.approx(100 * differences.mean(), abs=1e-3)
+        assert r["n_paired_seeds"] == "3" and r["paired_seeds"] == "0 1 2"
+        assert [float(d) for d in r["diff_per_seed_pct"].split()] == pytest.approx(100 * differences, abs=1e-3)
+        assert float(r["p_paired_t"]) == pytest.approx(ttest_rel(ours_top1, theirs_top1).pvalue, rel=1e-4)
+        assert float(r["p_holm"]) == pytest.approx(holm[i], rel=1e-4)
+        assert float(r["tost_p"]) == pytest.approx(ttost_paired(ours_top1, theirs_top1, -0.01, 0.01)[0], rel=1e-4)
+        assert float(r["margin_pct"]) == 1.0
+        half = 4.302653 * differences.std(ddof=1) / math.sqrt(3)  # t(0.975, 2 df)
+        assert float(r["ci_low_pct"]) == pytest.approx(100 * (differences.mean() - half), abs=1e-3)
+        assert float(r["ci_high_pct"]) == pytest.approx(100 * (differences.mean() + half), abs=1e-3)
+        expected = "different" if holm[i] < 0.05 else "inconclusive"  # TOST cannot pass at 1 point with 3 seeds
+        assert r["verdict"] == expected
+        assert (r["seeds_needed"] != "") == (expected == "inconclusive")
+        # The seeds the plan asks for: the t-test at 0.05 / 12 (the strictest Holm step), TOST at 0.05.
+        sd = differences.std(ddof=1)
+        assert float(r["sd_diff_pct"]) == pytest.approx(100 * sd, abs=1e-3)
+        if expected == "inconclusive" and abs(differences.mean()) > 1e-9:
+            effect, needed = abs(differences.mean()) / sd, int(r["seeds_for_difference"])
+            short, enough = TTestPower().power(effect, np.array([needed - 1, needed]), 0.05 / 12)
+            assert enough >= 0.8 > short or not math.isfinite(short + enough)  # statsmodels' NaN: checked elsewhere
+        # At least the normal approximation's (z_0.95 + z_0.9)^2 (sd / margin)^2; t asks a little more.
+        assert int(r["seeds_for_equivalence"]) >= ((1.645 + 1.282) * sd / 0.01) ** 2
+        b = [int(np.sum(t & ~o)) for o, t in zip(ours, theirs)]
+        c = [int(np.sum(~t & o)) for o, t in zip(ours, theirs)]
+        assert r["mcnemar_bc_per_seed"] == " ".join(f"{x}/{y}" for x, y in zip(b, c))
+        assert [float(p) for p in r["mcnemar_p_per_seed"].split()] == \
+            pytest.approx([exact_mcnemar(x, y) for x, y in zip(b, c)], rel=1e-4)
+        # The two-level bootstrap interval holds the observed difference and lies within the seeds' range
+        # widened by the test-image noise.
+        low, high = float(r["bootstrap_low_pct"]) / 100, float(r["bootstrap_high_pct"]) / 100
+        assert low <= differences.mean() <= high
+        per_image = np.mean(ours, axis=0) - np.mean(theirs, axis=0)
+        image_noise = 2 * 1.96 * per_image.std() / math.sqrt(IMAGES)
+        assert high - low < differences.max() - differences.min() + 2 * image_noise
+
+    # 25 to 35 points are `different`; 0 to 2 points with 3 seeds are not, and not equivalent either.
+    assert row(rows, "texture", "infeasible", "real-only")["verdict"] == "different"
+    assert row(rows, "texture", "infeasible", "feasible")["verdict"] == "different"
+    assert row(rows, "background", "infeasible", "real-only")["verdict"] == "inconclusive"
+    assert row(rows, "background", "feasible", "real-only")["verdict"] == "inconclusive"
 
     markdown = Path("reports/report.md").read_text()
-    assert "21 eval run(s) read" in markdown and "pooled" in markdown
+    assert "21 eval run(s) read" in markdown and "Holm" in markdown and "TOST" in markdown
     assert "Skipped 0 report run(s), 1 unfinished run(s)" in markdown
-    assert "| texture | infeasible | 3 | 35.00 ± 1.00 | real-only | -25.00 |" in markdown
+    std = 100 * np.array([p.mean() for p in store[("texture", 1.0)]]).std(ddof=1)
+    assert f"| texture | infeasible | 3 | 35.00 ± {std:.2f} | real-only | -25.00 |" in markdown
+    assert "| **different** |" in markdown and "| **inconclusive** |" in markdown
+    assert "Equivalence within ±1 pp needs" in markdown and "more `train.seed` values" in markdown
 
     points = {(p["attribute"], float(p["infeasible_ratio"])): p for p in io.read_csv("reports/top1_vs_ratio.csv")}
     assert set(points) == {(a, r) for a, r in ACCURACY if r is not None} | {("real-only", 0.0), ("real-only", 1.0)}
@@ -228,13 +276,22 @@ def test_report_table_and_statistics(store):
         image.verify()
         assert image.format == "PNG" and image.size[0] > 300
 
-    # The report is a run of its own, without a condition, holding the four files; the next report skips it.
+    with Image.open("reports/differences.png") as image:
+        image.verify()
+
+    # The report is a run of its own, without a condition, holding the five files and the verdicts' counts;
+    # the next report skips it.
     (logged,) = mlflow.search_runs(experiment_names=["varireal"], filter_string="tags.report = 'true'",
                                    output_format="list")
     assert "condition" not in logged.data.tags
-    assert logged.data.metrics["runs_read"] == 21 and logged.data.metrics["groups"] == 7
+    metrics = logged.data.metrics
+    assert metrics["runs_read"] == 21 and metrics["groups"] == 7 and metrics["comparisons"] == 12
+    verdicts = [r["verdict"] for r in compared]
+    assert (metrics["different"], metrics["inconclusive"], metrics["equivalent"], metrics["not_enough_seeds"]) == \
+        (verdicts.count("different"), verdicts.count("inconclusive"), 0, 0)
+    assert logged.data.params["report.margin"] == "1.0"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id)}
-    assert artifacts == {"report.md", "report.csv", "top1_vs_ratio.png", "top1_vs_ratio.csv"}
+    assert artifacts == {"report.md", "report.csv", "top1_vs_ratio.png", "top1_vs_ratio.csv", "differences.png"}
 
     again = report("--out", "second")
     assert again.exit_code == 0, again.output
@@ -263,7 +320,8 @@ def test_unmatched_seeds_give_an_unpaired_difference(empty_project, tmp_path):
     result = report()
     assert result.exit_code == 0, result.output
     (r,) = [r for r in table() if r["reference"] == "real-only"]
-    assert r["n_paired_seeds"] == "0" and r["mcnemar_p"] == "" and "no seed in common" in r["note"]
+    assert r["n_paired_seeds"] == "0" and r["p_paired_t"] == r["mcnemar_p_per_seed"] == ""
+    assert r["verdict"] == "not enough seeds" and "no seed in common" in r["note"]
     assert float(r["diff_pct"]) == pytest.approx(100 * (1 - baseline.mean()))
     assert "(unpaired)" in Path("reports/report.md").read_text()
 
@@ -335,5 +393,26 @@ def test_run_without_predictions_counts_only_in_means(empty_project, tmp_path):
     result = report()
     assert result.exit_code == 0, result.output
     (r,) = [r for r in table() if r["condition"] == "infeasible"]
-    assert r["diff_pct"] and r["mcnemar_p"] == "" and "predictions missing" in r["note"]
+    assert r["diff_pct"] and r["mcnemar_p_per_seed"] == "" and "predictions missing" in r["note"]
+    assert r["verdict"] == "not enough seeds"  # one seed; with more, the top1 metrics alone give a verdict
     assert "1 run(s) have no readable predictions.csv" in Path("reports/report.md").read_text()
+
+
+def test_margin_sets_what_equivalent_means(store):
+    """At ±5 points, 3 seeds that agree within ~1 point show equivalence; the margin is logged."""
+    import mlflow
+
+    result = report("--margin", "5")
+    assert result.exit_code == 0, result.output
+    rows = table()
+    equivalent = row(rows, "background", "infeasible", "real-only")
+    assert equivalent["verdict"] == "equivalent within ±5 pp" and float(equivalent["tost_p"]) < 0.05
+    assert equivalent["seeds_needed"] == "" and float(equivalent["margin_pct"]) == 5.0
+    assert row(rows, "texture", "infeasible", "real-only")["verdict"] == "different"
+    (logged,) = mlflow.search_runs(experiment_names=["varireal"], filter_string="tags.report = 'true'",
+                                   output_format="list")
+    assert logged.data.params["report.margin"] == "5.0"
+    assert logged.data.metrics["equivalent"] == sum(r["verdict"].startswith("equivalent") for r in rows) > 0
+    assert "equivalent within +-5 pp" in result.output
+
+    assert report("--margin", "0").exit_code == 2  # a margin must be positive

@@ -112,13 +112,17 @@ def store(params: Path = PARAMS) -> None:
 @app.command()
 def report(
     params: Path = PARAMS,
-    out: Path = typer.Option(Path("reports"), "--out", help="Folder for report.md, report.csv and the plot."),
+    out: Path = typer.Option(Path("reports"), "--out", help="Folder for report.md, report.csv and the plots."),
     experiment: str = typer.Option(None, "--experiment", help="MLflow experiment; default: tracking.experiment."),
-    bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap resamples of the test images."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Resamples of the two-level bootstrap."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    margin: float = typer.Option(1.0, "--margin", min=0.01,
+                                 help="Equivalence margin in percentage points of top-1: a comparison is "
+                                      "'equivalent' when TOST shows its difference within +-margin."),
 ) -> None:
-    """The paper's table from every eval run in MLflow: top-1 over seeds per dataset, attribute and condition,
-    paired McNemar tests and bootstrap CIs, a plot against the infeasible ratio; logged as one MLflow run."""
+    """The paper's table from every eval run in MLflow: top-1 over seeds per dataset, attribute and condition;
+    per comparison paired tests over seeds, Holm-corrected, TOST against the margin and a verdict (different,
+    equivalent, inconclusive), with how many more seeds would decide; plots; logged as one MLflow run."""
     from varireal_pipeline import report as reporting
     from varireal_pipeline import tracking
     from varireal.params import load
@@ -126,13 +130,17 @@ def report(
     with _one_line_errors("report", params):
         settings = load(params).tracking
         uri, experiment = tracking.resolve_uri(settings.uri), experiment or settings.experiment
-        made, files = reporting.make(uri, experiment, out, bootstrap, seed)
+        made, files = reporting.make(uri, experiment, out, bootstrap, seed, margin / 100)
     metrics = reporting.summary_metrics(made)
-    run_id = tracking.log_run(uri, experiment, "report", {"report.bootstrap": bootstrap, "report.seed": seed},
+    run_id = tracking.log_run(uri, experiment, "report",
+                              {"report.bootstrap": bootstrap, "report.seed": seed, "report.margin": margin},
                               metrics, {reporting.REPORT_TAG: "true"}, files)
-    typer.echo(f"report: {metrics['runs_read']} runs, {metrics['groups']} groups, "
-               f"{metrics['significant_comparisons']}/{metrics['comparisons']} comparisons with p < "
-               f"{reporting.ALPHA}, in {out}/ and mlflow run {run_id}")
+    typer.echo(f"report: {metrics['runs_read']} runs, {metrics['groups']} groups, {metrics['comparisons']} "
+               f"comparisons: {metrics['different']} different, {metrics['equivalent']} equivalent within "
+               f"+-{margin:g} pp, {metrics['inconclusive']} inconclusive, {metrics['not_enough_seeds']} with not "
+               f"enough seeds; in {out}/ and mlflow run {run_id}")
+    for line in reporting.power_lines(made):
+        typer.echo(line)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

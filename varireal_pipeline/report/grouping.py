@@ -2,7 +2,8 @@
 
 Every eval run is one replicate. Runs that differ only in `train.seed` (and `tracking.*`) form a group;
 each group is compared with its real-only baseline and, within an attribute, feasible with infeasible
-and every mixed ratio with both pure sets. The statistics of a comparison are varireal.statistics'.
+and every mixed ratio with both pure sets. The statistics of a comparison are varireal.statistics'; the
+report's comparisons are one family for Holm's correction, and each gets its verdict from it.
 """
 
 from __future__ import annotations
@@ -77,6 +78,17 @@ class Comparison:
     group: Group
     reference: Group
     result: PairedDifference
+    holm_p: float | None = None  # the paired t-test's p, Holm-adjusted over the report's comparisons
+    verdict: str = statistics.NOT_ENOUGH_SEEDS
+    seeds_for_equivalence: float | None = None  # paired seeds TOST needs at the planned power if the truth is 0
+    seeds_for_difference: float | None = None  # ... the Holm-corrected t-test needs if the truth is the observed Δ
+
+    @property
+    def seeds_needed(self) -> float | None:
+        """Paired seeds that would make the comparison decisive one way or the other: the fewer of the two."""
+        if self.seeds_for_equivalence is None:
+            return None
+        return min(self.seeds_for_equivalence, self.seeds_for_difference)
 
 
 @dataclass
@@ -87,6 +99,11 @@ class Report:
     notes: list[str]
     resamples: int
     seed: int
+    margin: float  # equivalence margin, a fraction (0.01 = 1 point)
+
+    def verdicts(self) -> dict[str, int]:
+        """How many comparisons got each verdict."""
+        return {name: sum(c.verdict == name for c in self.comparisons) for name in statistics.VERDICTS}
 
 
 def _group_key(run: EvalRun) -> tuple[tuple[str, str], ...]:
@@ -146,12 +163,22 @@ def _describe_settings(groups: list[Group]) -> None:
         group.setting = ", ".join(f"{k}={params[k]}" for k in sorted(varying) if k in params)
 
 
-def compare(group: Group, reference: Group, resamples: int, seed: int) -> Comparison:
-    return Comparison(group, reference,
-                      statistics.paired_difference(group.replicates, reference.replicates, resamples, seed))
+def judge(found: list[Comparison], margin: float) -> None:
+    """Holm over every comparison with a paired test, then each comparison's verdict and the seeds that would
+    decide it: TOST is not corrected, the difference is planned at alpha / (tests in the family)."""
+    tested = [c for c in found if c.result.p_value is not None]
+    for comparison, adjusted in zip(tested, statistics.holm([c.result.p_value for c in tested])):
+        result = comparison.result
+        comparison.holm_p = adjusted
+        comparison.seeds_for_equivalence = statistics.seeds_for_equivalence(result.sd, margin)
+        comparison.seeds_for_difference = statistics.seeds_for_difference(result.difference, result.sd,
+                                                                          statistics.ALPHA / len(tested))
+    for comparison in found:
+        comparison.verdict = statistics.verdict(len(comparison.result.paired_seeds), comparison.holm_p,
+                                                comparison.result.tost_p)
 
 
-def comparisons(groups: list[Group], resamples: int, seed: int) -> tuple[list[Comparison], list[str]]:
+def comparisons(groups: list[Group], resamples: int, seed: int, margin: float) -> tuple[list[Comparison], list[str]]:
     """Each condition vs its real-only baseline; feasible vs infeasible; each mixed ratio vs both pure sets."""
     notes = []
     baselines: dict[tuple, list[Group]] = {}
@@ -163,6 +190,10 @@ def comparisons(groups: list[Group], resamples: int, seed: int) -> tuple[list[Co
         if group.condition in ("feasible", "infeasible"):
             siblings.setdefault(_sibling_key(group), {})[group.condition] = group
 
+    def compare(group: Group, reference: Group) -> Comparison:
+        return Comparison(group, reference, statistics.paired_difference(group.replicates, reference.replicates,
+                                                                         resamples, seed, margin))
+
     out = []
     for group in groups:
         if group.condition == mixing.REAL_ONLY:
@@ -170,19 +201,21 @@ def comparisons(groups: list[Group], resamples: int, seed: int) -> tuple[list[Co
         candidates = baselines.get(_baseline_key(group), [])
         if candidates:
             baseline = max(candidates, key=lambda g: len(g.runs))  # several only if mix.include_real differs
-            out.append(compare(group, baseline, resamples, seed))
+            out.append(compare(group, baseline))
         else:
             notes.append(f"No real-only baseline with the same dataset and training params for "
                          f"{group.dataset} / {group.attribute} / {group.label}.")
         pure = siblings.get(_sibling_key(group), {})
         if group.condition == "infeasible" and "feasible" in pure:
-            out.append(compare(group, pure["feasible"], resamples, seed))
+            out.append(compare(group, pure["feasible"]))
         if group.condition == "mixed":
-            out += [compare(group, pure[name], resamples, seed) for name in ("feasible", "infeasible") if name in pure]
+            out += [compare(group, pure[name]) for name in ("feasible", "infeasible") if name in pure]
+    judge(out, margin)
     return out, notes
 
 
-def build(runs: list[EvalRun], notes: list[str], resamples: int = 2000, seed: int = 0) -> Report:
+def build(runs: list[EvalRun], notes: list[str], resamples: int = 2000, seed: int = 0,
+          margin: float = 0.01) -> Report:
     groups, group_notes = group_runs(runs)
-    found, compare_notes = comparisons(groups, resamples, seed)
-    return Report(len(runs), groups, found, notes + group_notes + compare_notes, resamples, seed)
+    found, compare_notes = comparisons(groups, resamples, seed, margin)
+    return Report(len(runs), groups, found, notes + group_notes + compare_notes, resamples, seed, margin)

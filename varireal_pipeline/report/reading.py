@@ -40,5 +40,5 @@ def read_runs(uri: str, experiment: str) -> tuple[list[eval_runs.EvalRun], list[
                      f"`{eval_runs.TOP1_METRIC}` metric.")
     if skipped["no predictions"]:
         notes.append(f"{skipped['no predictions']} run(s) have no readable {eval_runs.PREDICTIONS_CSV}: they count "
-                     "in means and stds but not in McNemar's test or the bootstrap.")
+                     "in means, stds and the tests over seeds, not in McNemar's test or the bootstrap.")
     return runs, notes

@@ -8,12 +8,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from varireal import io, mixing
+from varireal import io, mixing, statistics
 from varireal.statistics import ALPHA
 
 from varireal_pipeline.report.grouping import Comparison, Group, Report
 
-FILES = ("report.md", "report.csv", "top1_vs_ratio.png", "top1_vs_ratio.csv")
+FILES = ("report.md", "report.csv", "top1_vs_ratio.png", "top1_vs_ratio.csv", "differences.png")
+CSV_COLUMNS = ("dataset", "attribute", "condition", "infeasible_ratio", "setting", "n_seeds", "seeds", "top1_mean_pct",
+               "top1_std_pct", "reference", "n_paired_seeds", "paired_seeds", "diff_pct", "diff_per_seed_pct",
+               "sd_diff_pct", "ci_low_pct", "ci_high_pct", "p_paired_t", "p_holm", "tost_p", "margin_pct", "verdict",
+               "bootstrap_low_pct", "bootstrap_high_pct", "seeds_for_equivalence", "seeds_for_difference",
+               "seeds_needed", "mcnemar_bc_per_seed", "mcnemar_p_per_seed", "note")
 CSV_PERCENT_DIGITS = 4
 CSV_P_DIGITS = 6  # significant digits
 
@@ -46,57 +51,150 @@ def table(report: Report) -> list[tuple[Group, Comparison | None]]:
     return [(group, comparison) for group in report.groups for comparison in by_group.get(id(group), [None])]
 
 
+def verdict_label(comparison: Comparison, margin: float) -> str:
+    if comparison.verdict == statistics.EQUIVALENT:
+        return f"equivalent within ±{_csv_percent(margin):g} pp"
+    return comparison.verdict
+
+
+def _seeds(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f">{statistics.MAX_SEEDS}" if math.isinf(value) else str(int(value))
+
+
+def _p(value: float | None) -> str:
+    return "" if value is None else f"{value:.{CSV_P_DIGITS}g}"
+
+
 def csv_rows(report: Report) -> list[dict]:
-    """report.csv. Accuracies and differences in percent (points)."""
+    """report.csv: every figure of the report. Accuracies and differences in percent (points)."""
     out = []
     for group, comparison in table(report):
-        row = {"dataset": group.dataset, "attribute": group.attribute, "condition": group.label,
-               "infeasible_ratio": "" if group.infeasible_ratio is None else group.infeasible_ratio,
-               "setting": group.setting, "n_seeds": len(group.runs), "seeds": " ".join(group.runs),
-               "top1_mean_pct": _pct(group.mean, CSV_PERCENT_DIGITS),
-               "top1_std_pct": _pct(group.std, CSV_PERCENT_DIGITS),
-               "reference": "", "n_paired_seeds": "", "diff_pct": "", "mcnemar_b": "", "mcnemar_c": "",
-               "mcnemar_p": "", "ci_low_pct": "", "ci_high_pct": "", "significant": "", "note": ""}
+        row = dict.fromkeys(CSV_COLUMNS, "")
+        row.update(dataset=group.dataset, attribute=group.attribute, condition=group.label,
+                   infeasible_ratio="" if group.infeasible_ratio is None else group.infeasible_ratio,
+                   setting=group.setting, n_seeds=len(group.runs), seeds=" ".join(group.runs),
+                   top1_mean_pct=_pct(group.mean, CSV_PERCENT_DIGITS), top1_std_pct=_pct(group.std, CSV_PERCENT_DIGITS))
         if comparison is not None:
             result = comparison.result
             row.update(reference=comparison.reference.label, n_paired_seeds=len(result.paired_seeds),
-                       diff_pct=_pct(result.difference, CSV_PERCENT_DIGITS), note=result.why_no_test)
-            if result.p_value is not None:
-                row.update(mcnemar_b=result.b, mcnemar_c=result.c, mcnemar_p=f"{result.p_value:.{CSV_P_DIGITS}g}",
-                           ci_low_pct=_pct(result.ci[0], CSV_PERCENT_DIGITS),
-                           ci_high_pct=_pct(result.ci[1], CSV_PERCENT_DIGITS), significant=result.significant)
+                       paired_seeds=" ".join(result.paired_seeds),
+                       diff_pct=_pct(result.difference, CSV_PERCENT_DIGITS),
+                       diff_per_seed_pct=" ".join(_pct(d, CSV_PERCENT_DIGITS) for d in result.differences),
+                       sd_diff_pct=_pct(result.sd, CSV_PERCENT_DIGITS), p_paired_t=_p(result.p_value),
+                       p_holm=_p(comparison.holm_p), tost_p=_p(result.tost_p),
+                       margin_pct=_pct(report.margin, CSV_PERCENT_DIGITS),
+                       verdict=verdict_label(comparison, report.margin),
+                       seeds_for_equivalence=_seeds(comparison.seeds_for_equivalence),
+                       seeds_for_difference=_seeds(comparison.seeds_for_difference),
+                       seeds_needed=_seeds(comparison.seeds_needed) if comparison.verdict == statistics.INCONCLUSIVE
+                       else "", note=result.why_no_test)
+            if result.ci is not None:
+                row.update(ci_low_pct=_pct(result.ci[0], CSV_PERCENT_DIGITS),
+                           ci_high_pct=_pct(result.ci[1], CSV_PERCENT_DIGITS))
+            if result.bootstrap_ci is not None:
+                row.update(bootstrap_low_pct=_pct(result.bootstrap_ci[0], CSV_PERCENT_DIGITS),
+                           bootstrap_high_pct=_pct(result.bootstrap_ci[1], CSV_PERCENT_DIGITS))
+            if result.mcnemar is not None:
+                row.update(mcnemar_bc_per_seed=" ".join(f"{b}/{c}" for b, c, _ in result.mcnemar),
+                           mcnemar_p_per_seed=" ".join(_p(p) for _, _, p in result.mcnemar))
         out.append(row)
     return out
 
 
-def _markdown_cells(group: Group, comparison: Comparison | None) -> list[str]:
-    """The comparison's cells of a row of report.md: vs, Δ, McNemar b / c, p and the CI."""
+def _interval(interval: tuple[float, float] | None) -> str:
+    if interval is None or not _shown(interval[0]):
+        return ""
+    return f"[{_csv_percent(interval[0]):+.2f}, {_csv_percent(interval[1]):+.2f}]"
+
+
+def _markdown_cells(group: Group, comparison: Comparison | None, margin: float) -> list[str]:
+    """The comparison's cells of a row of report.md: vs, Δ, its t interval, Holm p, TOST p, verdict, the
+    two-level bootstrap interval and McNemar's p per seed."""
     if comparison is None:
-        return ["", "", "", "", ""]
+        return [""] * 8
     result = comparison.result
     diff = f"{_csv_percent(result.difference):+.2f}" if _shown(result.difference) else ""
     if not result.paired_seeds:
         diff += " (unpaired)"
-    if result.p_value is None:
-        return [comparison.reference.label, diff, "", "", ""]
-    p = f"{_csv_p(result.p_value):.3g}" + (" *" if result.significant else "")
-    low, high = result.ci
-    ci = f"[{_csv_percent(low):+.2f}, {_csv_percent(high):+.2f}]" if _shown(low) else ""
-    return [comparison.reference.label, diff, f"{result.b} / {result.c}", p, ci]
+    holm_p = "" if comparison.holm_p is None else f"{_csv_p(comparison.holm_p):.2g}"
+    tost_p = "" if result.tost_p is None else f"{_csv_p(result.tost_p):.2g}"
+    mcnemar = "" if result.mcnemar is None else " ".join(f"{_csv_p(p):.2g}" for _, _, p in result.mcnemar)
+    return [comparison.reference.label, diff, _interval(result.ci), holm_p, tost_p,
+            f"**{verdict_label(comparison, margin)}**", _interval(result.bootstrap_ci), mcnemar]
+
+
+def _name(comparison: Comparison) -> str:
+    setting = f" ({comparison.group.setting})" if comparison.group.setting else ""
+    return (f"{comparison.group.dataset} / {comparison.group.attribute} / {comparison.group.label}{setting} "
+            f"vs {comparison.reference.label}")
+
+
+def _more(comparison: Comparison) -> float:
+    """More train.seed values the comparison's plan asks for; at least one when the planned number is already
+    there (the plan's power is 0.8, so one result in five falls short)."""
+    return max(comparison.seeds_needed - len(comparison.result.paired_seeds), 1)
+
+
+def more_seeds(report: Report) -> int | None:
+    """More train.seed values that would make every inconclusive comparison decisive (at the planned power),
+    leaving out those no number of seeds up to MAX_SEEDS settles; None if there are none to plan for."""
+    wanted = [_more(c) for c in report.comparisons
+              if c.verdict == statistics.INCONCLUSIVE and c.seeds_needed is not None]
+    finite = [int(n) for n in wanted if math.isfinite(n)]
+    return max(finite) if finite else None
+
+
+def power_lines(report: Report) -> list[str]:
+    """Under the table: how many seeds each inconclusive comparison needs, and how many more to queue."""
+    margin = f"±{_csv_percent(report.margin):g} pp"
+    lines = []
+    for comparison in report.comparisons:
+        result = comparison.result
+        if comparison.verdict == statistics.NOT_ENOUGH_SEEDS:
+            lines.append(f"- {_name(comparison)}: {len(result.paired_seeds)} paired seed(s); a verdict needs 2 "
+                         "or more seeds run in both conditions (the same `train.seed` values).")
+        elif comparison.verdict == statistics.INCONCLUSIVE:
+            observed = f"the observed Δ of {_csv_percent(result.difference):+.2f} pp"
+            difference = (f"{observed} would be shown `different` by {_seeds(comparison.seeds_for_difference)} seeds"
+                          if math.isfinite(comparison.seeds_for_difference)
+                          else f"{observed} is too small to show as `different` with {statistics.MAX_SEEDS} seeds")
+            queue = (f"queue {int(_more(comparison))} more `train.seed` values" if math.isfinite(_more(comparison))
+                     else f"no number of seeds up to {statistics.MAX_SEEDS} settles it")
+            lines.append(
+                f"- {_name(comparison)}: inconclusive with {len(result.paired_seeds)} seeds (sd of the per-seed Δ "
+                f"{_csv_percent(result.sd):.2f} pp). Equivalence within {margin} needs "
+                f"{_seeds(comparison.seeds_for_equivalence)} seeds if the true Δ is 0; {difference}: {queue}.")
+    if not lines:
+        return []
+    more = more_seeds(report)
+    head = [f"Seeds for a decision, planned for power {statistics.TARGET_POWER:g} from each comparison's observed "
+            "sd of the per-seed Δ (itself a rough estimate from so few seeds): equivalence by TOST at "
+            f"α {statistics.ALPHA:g}, a difference by the paired t-test at α {statistics.ALPHA:g} / "
+            f"{sum(c.holm_p is not None for c in report.comparisons)} (the strictest step of Holm's correction):", ""]
+    tail = ["", f"**Queue {more} more `train.seed` values** (for every condition) to settle every inconclusive "
+            "comparison that a feasible number of seeds can settle."] if more else []
+    return head + lines + tail
 
 
 def markdown(report: Report) -> str:
-    significant = sum(c.result.significant for c in report.comparisons)
+    counts = report.verdicts()
+    margin = f"±{_csv_percent(report.margin):g} pp"
     lines = ["# VariReal report", "",
              f"{report.runs_read} eval run(s) read, {len(report.groups)} group(s), "
-             f"{len(report.comparisons)} comparison(s), {significant} with McNemar p < {ALPHA}.", ""]
+             f"{len(report.comparisons)} comparison(s): {counts[statistics.DIFFERENT]} different, "
+             f"{counts[statistics.EQUIVALENT]} equivalent within {margin}, "
+             f"{counts[statistics.INCONCLUSIVE]} inconclusive, {counts[statistics.NOT_ENOUGH_SEEDS]} "
+             "with not enough seeds.", ""]
     rows = table(report)
     with_setting = any(group.setting for group in report.groups)
     for dataset in dict.fromkeys(group.dataset for group in report.groups):
         lines += [f"## {dataset}", "",
                   "| attribute | condition |" + (" setting |" if with_setting else "") +
-                  " seeds | top-1 % (mean ± std) | vs | Δ pp | McNemar b / c | p | 95% CI of Δ (pp) |",
-                  "|---|---|" + ("---|" if with_setting else "") + "--:|--:|---|--:|--:|--:|--:|"]
+                  " seeds | top-1 % (mean ± std) | vs | Δ pp | 95% CI over seeds | p (Holm) | TOST p | verdict |"
+                  " two-level bootstrap 95% CI | McNemar p per seed |",
+                  "|---|---|" + ("---|" if with_setting else "") + "--:|--:|---|--:|--:|--:|--:|---|--:|--:|"]
         previous = None
         for group, comparison in ((g, c) for g, c in rows if g.dataset == dataset):
             group_cells = (group.attribute, group.label, group.setting)
@@ -108,8 +206,11 @@ def markdown(report: Report) -> str:
                 cells += [str(len(group.runs)), f"{_csv_percent(group.mean):.2f}{std}"]
             else:
                 cells = [""] * (len(cells) + 2)
-            lines.append("| " + " | ".join(cells + _markdown_cells(group, comparison)) + " |")
+            lines.append("| " + " | ".join(cells + _markdown_cells(group, comparison, report.margin)) + " |")
         lines.append("")
+    power = power_lines(report)
+    if power:
+        lines += ["## More seeds", ""] + power + [""]
     lines += [
         "## Method", "",
         "- A group is the set of eval runs that differ only in `train.seed` (and `tracking.*`); its seeds are "
@@ -118,18 +219,30 @@ def markdown(report: Report) -> str:
         "condition of their dataset trained with the same params.",
         "- top-1: the eval run's `top1` metric, mean and sample std (ddof 1) over seeds, in %.",
         "- Δ: the mean over paired seeds (the same `train.seed` in both groups) of the per-seed top-1 difference, "
-        "group minus reference, in percentage points; \"unpaired\" marks a difference of means where no seed pairs.",
-        "- McNemar: b = test images the reference gets right and the group wrong, c = the reverse, counted on "
-        "predictions.csv of the same seed and **pooled (summed) over the paired seeds**; p is the exact two-sided "
-        "binomial test of b against Binomial(b + c, 1/2) (scipy.stats.binomtest). Pooling treats every "
-        "(seed, image) pair as independent although the seeds share the test images, so p is somewhat "
-        f"optimistic when seeds disagree. `*` marks p < {ALPHA}; no correction for multiple comparisons.",
-        f"- 95% CI: percentile bootstrap over test images ({report.resamples} resamples, seed {report.seed}): each "
-        "resample draws test images with replacement, the same draw for both groups and every seed, and takes "
-        "the difference of mean-over-seeds accuracies. It covers test-set sampling only, not the spread over "
-        "seeds (see the std).",
+        "group minus reference, in percentage points; \"unpaired\" marks a difference of means where no seed "
+        "pairs (no test then). The training seed is the replicate: every test below is over the per-seed Δs.",
+        f"- 95% CI over seeds: the t interval of the mean Δ; p: the paired t-test over seeds (scipy), "
+        f"Holm-adjusted over the report's {len(report.comparisons)} comparisons (statsmodels' multipletests).",
+        f"- TOST p: two one-sided paired t-tests that the true Δ lies within {margin} (the margin, `--margin`); "
+        "not adjusted for multiplicity.",
+        f"- Verdict: **different** if the Holm-adjusted p < {ALPHA}; **equivalent within {margin}** if not "
+        f"different and TOST p < {ALPHA}; **inconclusive** otherwise (which is not \"no difference\": the "
+        "seeds cannot tell); **not enough seeds** with fewer than 2 paired seeds.",
+        f"- Two-level bootstrap 95% CI ({report.resamples} resamples, seed {report.seed}): each resample draws "
+        "the paired seeds with replacement, then the test images with replacement (one draw for both groups "
+        "and every drawn seed), and takes the mean Δ. With 3 seeds it is narrower than the t interval (only 10 "
+        "distinct seed draws); it is shown beside the verdict, not used by it.",
+        "- McNemar p per seed: exact two-sided McNemar test (scipy.stats.binomtest) of one seed's two models "
+        "on the same test images, in seed order; a diagnostic of test-set noise only: it ignores the "
+        "seed-to-seed spread, so it is far more often small than the verdict's test.",
+        "- More seeds: the smallest number of paired seeds at which TOST would show equivalence with power "
+        f"{statistics.TARGET_POWER:g} if the true Δ were 0 (noncentral-t approximation), and at which the paired "
+        f"t-test at α / (number of tests) would show the observed Δ with power {statistics.TARGET_POWER:g} "
+        "(exact noncentral t), both with the observed sd of the per-seed Δ.",
         "- top1_vs_ratio.csv / .png: top-1 mean and std (%) per attribute against the infeasible ratio; the "
-        "real-only baseline appears as attribute `real-only` at ratios 0 and 1 (a flat line).",
+        "real-only baseline appears as attribute `real-only` at ratios 0 and 1 (a flat line). differences.png: "
+        f"each comparison's Δ with its 95% t interval over seeds, the per-seed Δs as dots and the {margin} margin "
+        "shaded.",
     ]
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
@@ -179,12 +292,50 @@ def plot(report: Report, path: Path) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")  # tight: room for a long legend
 
 
+VERDICT_COLORS = {statistics.DIFFERENT: "tab:red", statistics.EQUIVALENT: "tab:green",
+                  statistics.INCONCLUSIVE: "tab:gray", statistics.NOT_ENOUGH_SEEDS: "tab:gray"}
+
+
+def plot_differences(report: Report, path: Path) -> None:
+    """Each comparison's Δ with its 95% t interval over seeds, the per-seed Δs and the margin, by verdict."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    datasets = list(dict.fromkeys(c.group.dataset for c in report.comparisons)) or ["no comparisons"]
+    tallest = max([sum(c.group.dataset == d for c in report.comparisons) for d in datasets] + [1])
+    figure = Figure(figsize=(7 * len(datasets), 1.5 + 0.35 * tallest))
+    FigureCanvasAgg(figure)
+    margin = 100 * report.margin
+    for axes, dataset in zip(figure.subplots(1, len(datasets), squeeze=False)[0], datasets):
+        shown = [c for c in report.comparisons if c.group.dataset == dataset]
+        axes.axvspan(-margin, margin, color="tab:green", alpha=0.12)
+        axes.axvline(0, color="black", linewidth=0.8)
+        for y, comparison in enumerate(shown):
+            result, color = comparison.result, VERDICT_COLORS[comparison.verdict]
+            axes.plot([100 * d for d in result.differences], [y] * len(result.differences), "o", color=color,
+                      alpha=0.35, markersize=4)
+            if result.ci is not None:
+                low, high = 100 * result.ci[0], 100 * result.ci[1]
+                axes.plot([low, high], [y, y], color=color, linewidth=2)
+            axes.plot([100 * result.difference], [y], "D", color=color)
+        axes.set_yticks(range(len(shown)), [_name(c).split(" / ", 1)[1] for c in shown], fontsize="small")
+        axes.invert_yaxis()
+        axes.set(title=dataset, xlabel="Δ top-1 (pp): mean, 95% t interval over seeds, per-seed dots")
+        handles = [Line2D([], [], color=color, marker="D", label=name) for name, color in VERDICT_COLORS.items()
+                   if name != statistics.NOT_ENOUGH_SEEDS]
+        handles[1].set_label(f"equivalent within ±{margin:g} pp (shaded)")
+        axes.legend(handles=handles, fontsize="small", loc="best")
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+
+
 def write(report: Report, out: Path) -> list[Path]:
-    """The four report files in out; returns their paths."""
+    """The report's files (FILES) in out; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     io.write_text_atomic(out / "report.md", markdown(report))
     io.write_csv(out / "report.csv", csv_rows(report))
     io.write_csv(out / "top1_vs_ratio.csv", ratio_points(report),
                  ["dataset", "setting", "attribute", "infeasible_ratio", "top1_mean", "top1_std", "n"])
     plot(report, out / "top1_vs_ratio.png")
+    plot_differences(report, out / "differences.png")
     return [out / name for name in FILES]
