@@ -153,3 +153,51 @@ def test_pets_profile_shows_the_official_regime(monkeypatch):
     s = dict(arg.split("=", 1) for arg in shlex.split(result.output)[3:] if "=" in arg)
     assert (s["dataset.shots"], s["dataset.split"], s["mix.synthetic_per_class"], s["edit.per_image"]) == \
         ("all", "coop", "all", "5")
+
+
+def eval_run(seed: int, mix: dict, finetune: str = "full", top1: float = 0.5):
+    """An eval run as the report reads it back from MLflow (every param a string), without predictions."""
+    import yaml
+
+    from varireal.mixing import condition_and_attribute
+    from varireal.params import validate
+    from varireal_pipeline import eval_runs
+    from varireal_pipeline.profiles import merged
+
+    raw = merged(yaml.safe_load((REPO / "params.yaml").read_text()), {"mix": mix, "train": {"seed": seed,
+                                                                                            "finetune": finetune}})
+    settings = validate(raw, "test")
+    condition, attribute = condition_and_attribute(settings.mix, trained=finetune != "none")
+    return eval_runs.EvalRun(params={k: str(v) for k, v in settings.flat().items()}, condition=condition,
+                             attribute=attribute, dataset="world", top1=top1 + seed / 100, top5=0.9,
+                             per_class={}, predictions=None, experiment="test", git_commit="", synthetic_md5="",
+                             checkpoint_md5="", run_id=f"{condition}-{attribute}-{seed}")
+
+
+def test_report_compares_synthetic_only_with_its_real_plus_synthetic_counterpart_and_with_each_other(tmp_path):
+    from varireal_pipeline.report import grouping, rendering
+
+    runs = []
+    for seed in (0, 1):
+        runs += [eval_run(seed, {"synthetic_per_class": 0}), eval_run(seed, {"synthetic_per_class": 0}, "none"),
+                 eval_run(seed, {"synthetic_per_class": 0, "attribute": "color", "infeasible_ratio": 1.0}, "none")]
+        for include_real in (True, False):
+            for ratio in (0.0, 1.0):
+                runs.append(eval_run(seed, {"attribute": "color", "infeasible_ratio": ratio,
+                                            "include_real": include_real}))
+    report = grouping.build(runs, [], resamples=100)
+    labels = [g.label for g in report.groups]
+    assert labels == ["zero-shot", "real-only", "feasible", "infeasible", "synthetic-feasible",
+                      "synthetic-infeasible"]  # zero-shot runs differ only in unused params: one group
+    assert len(report.groups[0].runs) == 2
+    pairs = {(c.group.label, c.reference.label) for c in report.comparisons}
+    assert pairs == {("feasible", "real-only"), ("infeasible", "real-only"), ("infeasible", "feasible"),
+                     ("synthetic-feasible", "real-only"), ("synthetic-infeasible", "real-only"),
+                     ("synthetic-feasible", "feasible"), ("synthetic-infeasible", "infeasible"),
+                     ("synthetic-infeasible", "synthetic-feasible")}
+    lines = {(p["attribute"], p["infeasible_ratio"]) for p in rendering.ratio_points(report)}
+    assert lines == {("zero-shot", 0.0), ("zero-shot", 1.0), ("real-only", 0.0), ("real-only", 1.0),
+                     ("color", 0.0), ("color", 1.0), ("color (synthetic only)", 0.0), ("color (synthetic only)", 1.0)}
+    assert "| synthetic-infeasible |" in rendering.markdown(report)
+    rendering.plot(report, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 0
