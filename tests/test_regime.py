@@ -201,3 +201,17 @@ def test_report_compares_synthetic_only_with_its_real_plus_synthetic_counterpart
     assert "| synthetic-infeasible |" in rendering.markdown(report)
     rendering.plot(report, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("section, key, value, allowed", [
+    ("dataset", "shots", 0, "a whole number of at least 1, or all"),
+    ("dataset", "shots", "most", "a whole number of at least 1, or all"),
+    ("mix", "synthetic_per_class", -1, "a whole number of at least 0, or all"),
+    ("dataset", "split", "zhou", "'official' or 'coop'"),
+    ("train", "finetune", "frozen", "'lora', 'full' or 'none'"),
+])
+def test_bad_regime_params_are_one_line_and_exit_2(project, section, key, value, allowed):
+    project(**{section: {key: value}})
+    result = CliRunner().invoke(app, ["fetch"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert f"{section}.{key}={value!r}" in result.output and allowed in result.output

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from varireal.records import ScoreName  # the score stage's columns, defined with its record
 from varireal import datasets
@@ -36,6 +36,17 @@ def _registered(what: str, known) -> AfterValidator:
 
 
 DatasetName = Annotated[str, _registered("dataset", datasets.names)]
+
+
+def _count_or_all(minimum: int) -> BeforeValidator:
+    """A whole number of at least minimum, or the word all; one message for both ways to be wrong."""
+
+    def check(value):
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+            return value
+        raise ValueError(f"must be a whole number of at least {minimum}, or all")
+
+    return BeforeValidator(check)
 Attribute = Annotated[str, _registered("attribute", attribute_names)]
 
 
@@ -80,7 +91,7 @@ class DatasetParams(Section):
     name: DatasetName = "world"
     root: str = "datasets"  # where downloaded datasets live; the embedded world needs none
     download: bool = False
-    shots: Annotated[int, Field(ge=1)] | Literal["all"] = Field(
+    shots: Annotated[int | Literal["all"], _count_or_all(1)] = Field(
         16, description="real training images per class: a number (each class needs that many) or all (every "
                         "training image of the split; the paper's N_SHOT=100 takes all, as no class has 100)")
     split: Literal["official", "coop"] = Field(
@@ -221,7 +232,7 @@ MixAttribute = Annotated[str, _registered("attribute (or all)", lambda: (*attrib
 class MixParams(Section):
     attribute: MixAttribute = "all"
     infeasible_ratio: float = Field(0.0, ge=0, le=1)
-    synthetic_per_class: Annotated[int, Field(ge=0)] | Literal["all"] = Field(
+    synthetic_per_class: Annotated[int | Literal["all"], _count_or_all(0)] = Field(
         40, description="edits per class; 0 trains on real images only; all: every edit of the class with the "
                         "mix's attribute (per feasibility; mixed ratios split the smaller pool), the paper's "
                         "NIPC=500 with 5 edits per real image")
