@@ -215,3 +215,26 @@ def test_bad_regime_params_are_one_line_and_exit_2(project, section, key, value,
     result = CliRunner().invoke(app, ["fetch"])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert f"{section}.{key}={value!r}" in result.output and allowed in result.output
+
+
+@pytest.mark.parametrize("form", ["json", "csv"])
+def test_coop_split_tells_apart_files_of_the_same_name_by_folder(tmp_path, form):
+    """Stanford Cars: cars_train/00001.jpg and cars_test/00001.jpg; CoOp names the folder, the paper's csv
+    writes train/ and test/."""
+    from varireal.datasets import sources
+
+    folder = tmp_path / "stanford_cars"
+    folder.mkdir()
+    train = [sources.Sample(folder / "cars_train" / f"0000{i}.jpg", i % 2, "a car") for i in range(1, 4)]
+    test = [sources.Sample(folder / "cars_test" / f"0000{i}.jpg", i % 2, "a car") for i in range(1, 3)]
+    official = sources.Source(["A", "B"], train, test)
+    if form == "json":
+        entry = lambda s: [f"{s.path.parent.name}/{s.path.name}", s.label, "x"]  # noqa: E731
+        (folder / "split_zhou_StanfordCars.json").write_text(json.dumps(
+            {"train": [entry(s) for s in train[:2]], "val": [entry(train[2])], "test": [entry(s) for s in test]}))
+    else:
+        rows = [f"train,train/{s.path.name}" for s in train[:2]] + [f"val,train/{train[2].path.name}"]
+        (folder / "split_coop.csv").write_text("split,filename\n" + "\n".join(
+            rows + [f"test,test/{s.path.name}" for s in test]) + "\n")
+    coop = sources.coop_from_file("stanford_cars", "split_zhou_StanfordCars.json")(tmp_path, False, official)
+    assert (coop.train, coop.val, coop.test) == (train[:2], [train[2]], test)

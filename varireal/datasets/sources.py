@@ -214,8 +214,8 @@ def coop_from_file(folder: str, json_name: str, artifact: str = "") -> Callable[
         def find(entry: str) -> Sample:
             parts = Path(entry).parts
             candidates = by_name.get(parts[-1], [])
-            if len(candidates) > 1 and len(parts) > 1:
-                candidates = [s for s in candidates if s.path.parent.name == parts[-2]]
+            if len(candidates) > 1 and len(parts) > 1:  # cars: cars_train/00001.jpg, or train/00001.jpg (the paper's)
+                candidates = [s for s in candidates if s.path.parent.name in (parts[-2], f"cars_{parts[-2]}")]
             if len(candidates) != 1:
                 raise StageError(f"the split file {found[0]} names {entry}, which {base} has "
                                  f"{'no' if not candidates else 'more than one'} image of; is it this dataset's?")
