@@ -1,6 +1,7 @@
 """Small datasets written in each real dataset's on-disk layout, the one torchvision's classes check and parse."""
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,30 @@ def trust_flowers_checksums(monkeypatch, root: Path) -> None:
         "image": Flowers102._file_dict["image"],
         **{key: (name, hashlib.md5((base / name).read_bytes()).hexdigest())
            for key, (name, _) in Flowers102._file_dict.items() if key != "image"}})
+
+
+def write_coop_pets_split(root: Path, form: str = "json") -> dict[str, list[str]]:
+    """CoOp's split of the pets fixture in the dataset folder: per breed the last trainval image goes to val,
+    the others to train, the official test stays test. form json: split_zhou_OxfordPets.json as CoOp ships it
+    ({"train": [[file, label, class], ...], ...}, paths relative to images/); csv: split_coop.csv as the
+    paper's code keeps it ("split,filename", paths <breed>/<file>). Returns split -> image ids."""
+    base = root / "oxford-iiit-pet"
+    splits: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
+    for part in ("trainval", "test"):
+        rows = [line.split() for line in (base / "annotations" / f"{part}.txt").read_text().splitlines()]
+        for label in sorted({int(row[1]) for row in rows}):
+            ids = [row[0] for row in rows if int(row[1]) == label]
+            if part == "test":
+                splits["test"] += [(i, label - 1) for i in ids]
+            else:
+                splits["train"] += [(i, label - 1) for i in ids[:-1]]
+                splits["val"] += [(ids[-1], label - 1)]
+    if form == "json":
+        content = {split: [[f"{i}.jpg", label, i.rsplit("_", 1)[0].lower()] for i, label in rows]
+                   for split, rows in splits.items()}
+        (base / "split_zhou_OxfordPets.json").write_text(json.dumps(content))
+    else:
+        lines = ["split,filename"] + [f"{split},{i.rsplit('_', 1)[0]}/{i}.jpg"
+                                      for split, rows in splits.items() for i, _ in rows]
+        (base / "split_coop.csv").write_text("\n".join(lines) + "\n")
+    return {split: [i for i, _ in rows] for split, rows in splits.items()}

@@ -61,3 +61,33 @@ def test_real_only_and_not_enough_edits():
         select(real, manifest, MixParams(attribute="color", synthetic_per_class=25), seed=0)
     with pytest.raises(ParamError, match="mix.include_real"):
         select(real, manifest, MixParams(synthetic_per_class=0, include_real=False), seed=0)
+
+
+@pytest.mark.parametrize("settings, trained, expected", [
+    ({"synthetic_per_class": 0}, True, ("real-only", "none")),
+    ({"attribute": "color", "include_real": False}, True, ("synthetic-feasible", "color")),
+    ({"attribute": "color", "include_real": False, "infeasible_ratio": 1}, True, ("synthetic-infeasible", "color")),
+    ({"attribute": "color", "include_real": False, "infeasible_ratio": 0.5}, True, ("synthetic-mixed", "color")),
+    ({"attribute": "color", "infeasible_ratio": 0.5}, True, ("mixed", "color")),
+    ({"attribute": "color", "synthetic_per_class": 0}, False, ("zero-shot", "none")),
+    ({"attribute": "color", "infeasible_ratio": 1}, False, ("zero-shot", "none")),  # untrained: the data is unused
+])
+def test_synthetic_only_and_zero_shot_conditions(settings, trained, expected):
+    assert condition_and_attribute(MixParams(**settings), trained=trained) == expected
+
+
+def test_synthetic_only_mix_has_no_real_image():
+    real, manifest = fake_pool()
+    rows = select(real, manifest, MixParams(include_real=False, synthetic_per_class=4), seed=0)
+    assert {r.kind for r in rows} == {"synthetic"} and len(rows) == 8
+
+
+@pytest.mark.parametrize("ratio, infeasible, feasible", [(0.0, 0, 9), (1.0, 6, 0), (0.5, 3, 3)])
+def test_all_takes_every_edit_of_the_attribute(ratio, infeasible, feasible):
+    # per class: 9 feasible and 6 infeasible colour edits; a mixed ratio splits the smaller pool (6)
+    real, manifest = fake_pool(per=(27, 18))
+    rows = select(real, manifest, MixParams(attribute="color", infeasible_ratio=ratio, synthetic_per_class="all"), 0)
+    for c in ("a", "b"):
+        synthetic = [r for r in rows if r.class_name == c and r.kind == "synthetic"]
+        assert sum(r.feasibility == "infeasible" for r in synthetic) == infeasible
+        assert sum(r.feasibility == "feasible" for r in synthetic) == feasible

@@ -162,13 +162,14 @@ def build(class_names: list[str], model: str, pretrained: str | None, seed: int,
 
 
 def save(classifier: Classifier, out: Path, meta: dict) -> None:
-    """LoRA: peft adapter (safetensors) + head; full: every weight. Always safetensors, never pickle."""
+    """LoRA: peft adapter (safetensors) + head; full: every weight; none (zero-shot): the head only, the
+    weights being the pretrained ones load() recreates. Always safetensors, never pickle."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     if meta["finetune"] == "lora":
         classifier.clip.save_pretrained(out / "adapter")
-    else:
+    elif meta["finetune"] != "none":
         weights = {k: v.contiguous() for k, v in classifier.base.state_dict().items()}
         save_file(weights, out / "model.safetensors")
     save_file({"head_offset": classifier.head_offset.detach().contiguous()}, out / "head.safetensors")
@@ -185,7 +186,7 @@ def load(checkpoint: Path, template: str) -> tuple[Classifier, object, dict]:
         from peft import PeftModel
 
         clip = PeftModel.from_pretrained(split_attention(clip), checkpoint / "adapter")
-    else:
+    elif meta["finetune"] != "none":
         clip.load_state_dict(load_file(checkpoint / "model.safetensors"))
     tokens = tokenizer(class_texts(meta["class_names"], template))
     classifier = Classifier(clip, tokens)

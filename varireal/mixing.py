@@ -3,6 +3,8 @@
 Rounding rule: each class gets round_half_up(infeasible_ratio * synthetic_per_class) infeasible
 edits and the rest feasible ones, so the realised ratio is exact whenever that product is whole
 (e.g. ratios in steps of 0.025 with 40 per class) and never off by more than 0.5 / synthetic_per_class.
+synthetic_per_class "all" (the paper's regime) takes per class every edit of the one feasibility a pure
+mix uses, and for a mixed ratio as many in all as the smaller of the two pools holds.
 
 Score filter: with mix.filter_score set, only edits whose score is at least mix.filter_min are
 candidates, before sampling, and train.csv records every score of its synthetic rows (score_*
@@ -59,29 +61,50 @@ def filter_counts(real: list[SplitRow], edits: list[MixedRow], mix: MixParams) -
 
 
 REAL_ONLY = "real-only"
-# What a real-only run shows as its attribute: it trains on no edit, so mix.attribute means nothing to it.
+ZERO_SHOT = "zero-shot"  # the pretrained model, not fine-tuned (train.finetune: none)
+SYNTHETIC_ONLY = "synthetic-"  # prefix of the conditions trained without real images (mix.include_real: false)
+# Every condition, in the order the report shows them.
+CONDITIONS = (ZERO_SHOT, REAL_ONLY, "feasible", "mixed", "infeasible",
+              SYNTHETIC_ONLY + "feasible", SYNTHETIC_ONLY + "mixed", SYNTHETIC_ONLY + "infeasible")
+# What a real-only or zero-shot run shows as its attribute: it trains on no edit, so mix.attribute means nothing to it.
 NO_ATTRIBUTE = "none"
 
 
-def condition(mix: MixParams) -> str:
-    """The experimental condition a mix defines, as MLflow's `condition` tag shows it."""
+def condition(mix: MixParams, trained: bool = True) -> str:
+    """The experimental condition, as MLflow's `condition` tag shows it: zero-shot (trained False: the
+    pretrained model as is), real-only, feasible | mixed | infeasible (real + synthetic), or
+    synthetic-feasible | synthetic-mixed | synthetic-infeasible (synthetic only)."""
+    if not trained:
+        return ZERO_SHOT
     if mix.synthetic_per_class == 0:
         return REAL_ONLY
     if mix.infeasible_ratio == 0:
-        return "feasible"
-    if mix.infeasible_ratio == 1:
-        return "infeasible"
-    return "mixed"
+        name = "feasible"
+    elif mix.infeasible_ratio == 1:
+        name = "infeasible"
+    else:
+        name = "mixed"
+    return name if mix.include_real else SYNTHETIC_ONLY + name
+
+
+def synthetic_kind(condition_name: str) -> str:
+    """feasible | mixed | infeasible for a condition with synthetic images, with or without real ones."""
+    return condition_name.removeprefix(SYNTHETIC_ONLY)
+
+
+def is_synthetic_only(condition_name: str) -> bool:
+    return condition_name.startswith(SYNTHETIC_ONLY)
 
 
 def attribute_of(condition_name: str, mix_attribute: str) -> str:
     """The attribute a run of condition_name trained on, given its mix.attribute param."""
-    return NO_ATTRIBUTE if condition_name == REAL_ONLY else mix_attribute
+    return NO_ATTRIBUTE if condition_name in (REAL_ONLY, ZERO_SHOT) else mix_attribute
 
 
-def condition_and_attribute(mix: MixParams) -> tuple[str, str]:
-    """The condition and attribute a mix defines, as eval.json and MLflow's tags show them."""
-    name = condition(mix)
+def condition_and_attribute(mix: MixParams, trained: bool = True) -> tuple[str, str]:
+    """The condition and attribute a run defines, as eval.json and MLflow's tags show them; trained is
+    False for the zero-shot model (train.finetune: none)."""
+    name = condition(mix, trained)
     return name, attribute_of(name, mix.attribute)
 
 
@@ -99,16 +122,22 @@ def select(real: list[SplitRow], edits: list[MixedRow], mix: MixParams, seed: in
         edited = sorted({e.attribute for e in edits})
         if mix.attribute != "all" and mix.attribute not in edited:
             raise ParamError("mix.attribute", mix.attribute, f"one of the edited attributes {edited} or 'all'")
-        n_infeasible = infeasible_count(mix.infeasible_ratio, mix.synthetic_per_class)
-        wanted = {"infeasible": n_infeasible, "feasible": mix.synthetic_per_class - n_infeasible}
         classes = list(dict.fromkeys(r.class_name for r in real))
         for c, name in enumerate(classes):
+            of_class = {f: _of_class(edits, name, f, mix) for f in ("infeasible", "feasible")}
+            pools = {f: [e for e in rows_ if passes_filter(e, mix)] for f, rows_ in of_class.items()}
+            total = mix.synthetic_per_class
+            if total == "all":
+                used = [f for f, share in (("infeasible", mix.infeasible_ratio), ("feasible", 1 - mix.infeasible_ratio))
+                        if share > 0]
+                total = min(len(pools[f]) for f in used)
+            n_infeasible = infeasible_count(mix.infeasible_ratio, total)
+            wanted = {"infeasible": n_infeasible, "feasible": total - n_infeasible}
             for f, (feasibility, count) in enumerate(wanted.items()):
-                of_class = _of_class(edits, name, feasibility, mix)
-                pool = [e for e in of_class if passes_filter(e, mix)]
-                if len(pool) < count <= len(of_class):
+                pool = pools[feasibility]
+                if len(pool) < count <= len(of_class[feasibility]):
                     raise StageError(
-                        f"class {name}: only {len(pool)} of {len(of_class)} {feasibility} edits have "
+                        f"class {name}: only {len(pool)} of {len(of_class[feasibility])} {feasibility} edits have "
                         f"{mix.filter_score} >= {mix.filter_min} and the mix needs {count}; lower mix.filter_min "
                         f"or mix.synthetic_per_class, or edit more (edit.per_image)")
                 if count > len(pool):

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from varireal.records import ScoreName  # the score stage's columns, defined with its record
 from varireal import datasets
@@ -36,6 +36,17 @@ def _registered(what: str, known) -> AfterValidator:
 
 
 DatasetName = Annotated[str, _registered("dataset", datasets.names)]
+
+
+def _count_or_all(minimum: int) -> BeforeValidator:
+    """A whole number of at least minimum, or the word all; one message for both ways to be wrong."""
+
+    def check(value):
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+            return value
+        raise ValueError(f"must be a whole number of at least {minimum}, or all")
+
+    return BeforeValidator(check)
 Attribute = Annotated[str, _registered("attribute", attribute_names)]
 
 
@@ -80,11 +91,23 @@ class DatasetParams(Section):
     name: DatasetName = "world"
     root: str = "datasets"  # where downloaded datasets live; the embedded world needs none
     download: bool = False
-    shots: int = Field(16, ge=1, description="real training images per class")
+    shots: Annotated[int | Literal["all"], _count_or_all(1)] = Field(
+        16, description="real training images per class: a number (each class needs that many) or all (every "
+                        "training image of the split; the paper's N_SHOT=100 takes all, as no class has 100)")
+    split: Literal["official", "coop"] = Field(
+        "official", description="official: the dataset's own train(val)/test split; coop: CoOp's train/val/test "
+                                "(pets, cars, flowers102: split_zhou_<Name>.json in the dataset folder; aircraft: "
+                                "its official train/val/test files, as CoOp uses them)")
     classes: int | None = Field(None, ge=2, description="keep only the first N classes; null keeps all")
     test_per_class: int = Field(150, ge=1, description="embedded world only: test images per class")
     image_size: int = Field(128, ge=16, le=1024, description="embedded world only: rendered side in pixels")
     mask: MaskParams = MaskParams()
+
+    @model_validator(mode="after")
+    def _world_has_one_split(self):
+        if self.name == "world" and self.split != "official":
+            raise ValueError("dataset.split: the embedded world has only its official split")
+        return self
 
 
 class PromptParams(Section):
@@ -302,8 +325,11 @@ MixAttribute = Annotated[str, _registered("attribute (or all)", lambda: (*attrib
 class MixParams(Section):
     attribute: MixAttribute = "all"
     infeasible_ratio: float = Field(0.0, ge=0, le=1)
-    synthetic_per_class: int = Field(40, ge=0, description="0 trains on real images only")
-    include_real: bool = True
+    synthetic_per_class: Annotated[int | Literal["all"], _count_or_all(0)] = Field(
+        40, description="edits per class; 0 trains on real images only; all: every edit of the class with the "
+                        "mix's attribute (per feasibility; mixed ratios split the smaller pool), the paper's "
+                        "NIPC=500 with 5 edits per real image")
+    include_real: bool = Field(True, description="false: synthetic-only training (condition synthetic-<...>)")
     filter_score: ScoreName | None = Field(
         None, description="keep only synthetic images whose score is at least filter_min; null: keep all")
     filter_min: float = 0.0
@@ -321,7 +347,8 @@ class LoraParams(Section):
 class TrainParams(Section):
     model: str = "varireal-mini"
     pretrained: str | None = None
-    finetune: Literal["lora", "full"] = "full"
+    finetune: Literal["lora", "full", "none"] = Field(
+        "full", description="none: no training, the pretrained model as is (the zero-shot condition)")
     lora: LoraParams = LoraParams()
     seed: int = 0
     steps: int = Field(150, ge=1)

@@ -169,3 +169,42 @@ def profile(
     typer.echo(shlex.join(command))
     if not dry_run:
         raise typer.Exit(subprocess.call(command))
+
+
+@app.command()
+def sweep(
+    grid: str = typer.Argument(..., help="The grid: paper (the paper's 13 conditions per dataset)."),
+    dataset: str = typer.Option(..., "--dataset", help="The profile the grid runs on: pets, aircraft, cars, flowers102."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="train.seed values, comma-separated."),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help="Also queue the pretrained model untouched (zero-shot)."),
+    mixed: bool = typer.Option(False, "--mixed", help="Also queue real + synthetic at infeasible ratio 0.5 per attribute."),
+    params: Path = PARAMS,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the dvc commands instead of running them."),
+) -> None:
+    """Queue a grid of conditions x seeds on top of a profile: one `dvc exp run --queue -S ...` each; then
+    `dvc queue start` runs them and `varireal report` compares them."""
+    import shlex
+    import subprocess
+
+    import yaml
+
+    from varireal.errors import StageError
+    from varireal_pipeline import profiles
+
+    with _one_line_errors("sweep"):
+        if grid not in profiles.GRIDS:
+            raise StageError(f"no grid {grid!r}; grids: {', '.join(profiles.GRIDS)}")
+        try:
+            seed_list = [int(seed) for seed in seeds.split(",")]
+        except ValueError:
+            raise StageError(f"--seeds {seeds!r}: whole numbers separated by commas, e.g. 0,1,2") from None
+        chosen = profiles.load(dataset)
+        base = yaml.safe_load(params.read_text()) or {}
+        attributes = profiles.validate_merged(chosen, base, str(profiles.path_of(dataset))).edit.attributes
+        commands = profiles.sweep_commands(chosen, base, profiles.paper_conditions(attributes, zero_shot, mixed),
+                                           seed_list, str(profiles.path_of(dataset)))
+    for label, command in commands:
+        typer.echo(f"# {label}\n{shlex.join(command)}")
+        if not dry_run and (code := subprocess.call(command)):
+            raise typer.Exit(code)
+    typer.echo(f"# {len(commands)} experiments" + ("" if dry_run else " queued; run them with `dvc queue start`"))

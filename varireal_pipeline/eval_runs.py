@@ -1,7 +1,7 @@
 """The eval -> report contract: what one eval records, written by the eval stage and read back by the report.
 
 The MLflow layout of an eval run is a contract that tools outside the code rely on (DESIGN.md "Contracts"):
-params flattened (`mix.infeasible_ratio`), metrics `top1` and `top1.<class>`, the tags named below and the
+params flattened (`mix.infeasible_ratio`), metrics `top1`, `top5` and `top1.<class>`, the tags named below and the
 artifacts eval.json and predictions.csv. Every name of it is defined here and nowhere else.
 """
 
@@ -29,6 +29,7 @@ MLFLOW_GIT_COMMIT_TAG = "mlflow.source.git.commit"  # the same commit where MLfl
 SYNTHETIC_MD5_TAG = "dvc.synthetic_md5"
 CHECKPOINT_MD5_TAG = "dvc.checkpoint_md5"
 TOP1_METRIC = "top1"
+TOP5_METRIC = "top5"
 PER_CLASS_METRIC_PREFIX = "top1."
 EVAL_JSON = "eval.json"
 PREDICTIONS_CSV = "predictions.csv"
@@ -51,8 +52,10 @@ class EvalRun:
     """One evaluation of one trained model on the real test split."""
 
     params: dict[str, Any]  # flattened params.yaml; read back from MLflow, every value is a string
-    condition: str  # real-only | feasible | infeasible | mixed (varireal.mixing.condition_and_attribute)
-    attribute: str  # the mixed attribute; "none" for real-only
+    # zero-shot | real-only | feasible | mixed | infeasible | synthetic-feasible | synthetic-mixed |
+    # synthetic-infeasible (varireal.mixing.CONDITIONS, derived by varireal.mixing.condition_and_attribute)
+    condition: str
+    attribute: str  # the mixed attribute; "none" for real-only and zero-shot
     dataset: str
     top1: float  # fraction of test images classified right
     per_class: dict[str, float | None]  # top-1 per class; None for a class without test images
@@ -61,6 +64,7 @@ class EvalRun:
     git_commit: str
     synthetic_md5: str  # DVC's hash of the synthetic set the model was trained with
     checkpoint_md5: str  # ... and of the checkpoint evaluated
+    top5: float | None = None  # fraction with the right class among the 5 best; None: a run logged without it
     run_id: str = ""  # MLflow's, once logged
     start_time: int = 0  # ms since the epoch, once logged
 
@@ -82,12 +86,14 @@ class EvalRun:
 
     def metrics(self) -> dict[str, float]:
         """top1 and one top1.<class> per class that has test images (MLflow metrics cannot be None)."""
-        return {TOP1_METRIC: self.top1, **{PER_CLASS_METRIC_PREFIX + name: accuracy
+        top5 = {} if self.top5 is None else {TOP5_METRIC: self.top5}
+        return {TOP1_METRIC: self.top1, **top5, **{PER_CLASS_METRIC_PREFIX + name: accuracy
                                            for name, accuracy in self.per_class.items() if accuracy is not None}}
 
     def summary(self) -> dict[str, Any]:
         """eval.json, the DVC metric of the eval stage; its keys and their order are part of its bytes."""
-        return {"top1": self.top1, "condition": self.condition, "attribute": self.attribute,
+        top5 = {} if self.top5 is None else {"top5": self.top5}
+        return {"top1": self.top1, **top5, "condition": self.condition, "attribute": self.attribute,
                 "test_images": len(self.predictions), "per_class": self.per_class}
 
 
@@ -152,6 +158,7 @@ def read(logged: MlflowRun, tracking_uri: str, download_to: Path) -> EvalRun:
         attribute=tags.get(ATTRIBUTE_TAG, ""),
         dataset=tags.get(DATASET_TAG, ""),
         top1=float(metrics[TOP1_METRIC]),
+        top5=float(metrics[TOP5_METRIC]) if TOP5_METRIC in metrics else None,
         per_class=per_class,
         predictions=_read_predictions(logged.info.run_id, tracking_uri, download_to),
         experiment=tags.get(EXPERIMENT_TAG, ""),

@@ -80,3 +80,54 @@ def check(profile: dict, params: dict, source: str) -> None:
         if key not in known and not any(k.startswith(key + ".") for k in known):
             raise ParamError(key, leaves(profile)[key], "not a key of params.yaml", source)
     validate(merged(params, profile), source)
+
+
+def validate_merged(profile: dict, params: dict, source: str):
+    """The validated Params that profile makes of params (varireal.params.Params)."""
+    from varireal.params import validate
+
+    check(profile, params, source)
+    return validate(merged(params, profile), source)
+
+
+# -- sweeps: a grid of conditions on top of a profile ---------------------------------------------------
+
+GRIDS = ("paper",)
+
+
+def paper_conditions(attributes: list[str], zero_shot: bool = False, mixed: bool = False) -> list[tuple[str, dict]]:
+    """The paper's 13 conditions per dataset (its sbatch task list): real-only, then per attribute
+    synthetic-only feasible and infeasible, then per attribute real + synthetic feasible and infeasible.
+    zero_shot adds the pretrained model untouched; mixed adds real + synthetic at infeasible ratio 0.5 per
+    attribute. Each is (name as MLflow's condition tag shows it, the params it sets)."""
+    out: list[tuple[str, dict]] = []
+    if zero_shot:
+        out.append(("zero-shot", {"train": {"finetune": "none"}, "mix": {"synthetic_per_class": 0, "include_real": True}}))
+    out.append(("real-only", {"mix": {"synthetic_per_class": 0, "include_real": True}}))
+    for include_real in (False, True):
+        for attribute in attributes:
+            for kind, ratio in (("feasible", 0.0), ("infeasible", 1.0)):
+                name = kind if include_real else f"synthetic-{kind}"
+                out.append((f"{name} {attribute}", {"mix": {"attribute": attribute, "infeasible_ratio": ratio,
+                                                           "include_real": include_real}}))
+    if mixed:
+        for attribute in attributes:
+            out.append((f"mixed 0.5 {attribute}", {"mix": {"attribute": attribute, "infeasible_ratio": 0.5,
+                                                           "include_real": True}}))
+    return out
+
+
+def sweep_commands(profile: dict, params: dict, conditions: list[tuple[str, dict]], seeds: list[int],
+                   source: str) -> list[tuple[str, list[str]]]:
+    """(label, `dvc exp run --queue -S ...`) for every condition x seed, each checked like a profile; every
+    key is set once (the condition's and the seed's values over the profile's)."""
+    out = []
+    for name, setting in conditions:
+        for seed in seeds:
+            chosen = merged(merged(profile, setting), {"train": {"seed": seed}})
+            check(chosen, params, f"{source} ({name}, seed {seed})")
+            command = ["dvc", "exp", "run", "--queue"]
+            for override in overrides(chosen):
+                command += ["-S", override]
+            out.append((f"{name}, seed {seed}", command))
+    return out

@@ -35,7 +35,7 @@ class Dataset(Protocol):
     def train_images_per_class(self) -> dict[str, int]:
         """Class name -> images in its few-shot pool (before any is found unreadable)."""
 
-    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> dict:
+    def write(self, out: Path, path_prefix: Path, shots: int | str, seed: int) -> dict:
         """Write the layout above into out; CSV paths start with path_prefix (where out will live).
         Returns the counts for metrics/fetch.json: per split images, read, copied, converted, skipped."""
 
@@ -55,6 +55,8 @@ class DatasetSpec:
     rules: Callable[[str], Rules] | None = None  # a class's full prompt lists; None: the bank file
     bank: Traversable | Path | None = None  # the prompt bank file; None: varireal/prompt_bank/<name>.yaml
     template: str = "a photo of a {}."  # the CLIP text of a class, for the classifier's head
+    # dataset.split: coop: (dataset.root, dataset.download, the official Source) -> CoOp's train/val/test Source
+    coop: Callable[[Path, bool, sources.Source], sources.Source] | None = None
 
     def __post_init__(self):
         if (self.load is None) == (self.open is None):
@@ -97,7 +99,9 @@ def get(params) -> Dataset:
     return RealDataset(params, entry)
 
 
-def check_shots(dataset: Dataset, shots: int) -> None:
+def check_shots(dataset: Dataset, shots: int | str) -> None:
+    if shots == "all":
+        return
     counts = dataset.train_images_per_class()
     smallest, available = min(counts.items(), key=lambda item: item[1])
     if shots > available:
@@ -113,7 +117,11 @@ def _embedded_world(params) -> Dataset:
 
 register(DatasetSpec("world", "a species of the procedural creatures in a synthetic world", open=_embedded_world,
                      rules=world.feasibility_rules))
-register(DatasetSpec("pets", "a cat or dog breed (Oxford-IIIT Pets)", load=sources.pets, mask="trimap", word="pet"))
-register(DatasetSpec("aircraft", "an aircraft model variant (FGVC-Aircraft)", load=sources.aircraft, word="aircraft"))
-register(DatasetSpec("cars", "a car make, model and year (Stanford Cars)", load=sources.cars, word="car"))
-register(DatasetSpec("flowers102", "a flower species (Oxford Flowers-102)", load=sources.flowers102, word="flower"))
+register(DatasetSpec("pets", "a cat or dog breed (Oxford-IIIT Pets)", load=sources.pets, mask="trimap", word="pet",
+                     coop=sources.coop_from_file("oxford-iiit-pet", "split_zhou_OxfordPets.json", "oxford_pets")))
+register(DatasetSpec("aircraft", "an aircraft model variant (FGVC-Aircraft)", load=sources.aircraft, word="aircraft",
+                     coop=sources.aircraft_coop))
+register(DatasetSpec("cars", "a car make, model and year (Stanford Cars)", load=sources.cars, word="car",
+                     coop=sources.coop_from_file("stanford_cars", "split_zhou_StanfordCars.json", "stanford_cars")))
+register(DatasetSpec("flowers102", "a flower species (Oxford Flowers-102)", load=sources.flowers102, word="flower",
+                     coop=sources.coop_from_file("flowers-102", "split_zhou_OxfordFlowers.json")))

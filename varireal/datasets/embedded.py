@@ -26,7 +26,9 @@ class EmbeddedWorld:
     def train_images_per_class(self) -> dict[str, int]:
         return dict.fromkeys(self.class_names(), world.TRAIN_IMAGES_PER_CLASS)
 
-    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> dict:
+    def write(self, out: Path, path_prefix: Path, shots: int | str, seed: int) -> dict:
+        if shots == "all":
+            shots = world.TRAIN_IMAGES_PER_CLASS
         picker = np.random.default_rng([seed, 7])
         splits = {
             "train": [(_TRAIN, i) for i in sorted(picker.choice(world.TRAIN_IMAGES_PER_CLASS, shots, replace=False))],

@@ -41,7 +41,14 @@ class RealDataset:
     @cached_property
     def source(self) -> Source:
         """The dataset as torchvision reads it (downloading it first if asked), cut to dataset.classes."""
-        source = self.spec.load(Path(self.params.root), self.params.download)
+        root = Path(self.params.root)
+        source = self.spec.load(root, self.params.download)
+        if self.params.split == "coop":
+            if self.spec.coop is None:
+                with_coop = [name for name in datasets.names() if datasets.spec(name).coop]
+                raise ParamError("dataset.split", "coop", f"official for {self.spec.name}; CoOp splits exist for "
+                                                          f"{', '.join(with_coop)}")
+            source = self.spec.coop(root, self.params.download, source)
         keep = self.params.classes
         if keep is None:
             return source
@@ -49,7 +56,7 @@ class RealDataset:
             raise ParamError("dataset.classes", keep,
                              f"at most {len(source.classes)}, the classes of {self.params.name}")
         return Source(source.classes[:keep], [s for s in source.train if s.label < keep],
-                      [s for s in source.test if s.label < keep])
+                      [s for s in source.test if s.label < keep], [s for s in source.val if s.label < keep])
 
     def class_names(self) -> list[str]:
         return list(self.source.classes)
@@ -62,9 +69,11 @@ class RealDataset:
         method = self.params.mask.method
         return self.spec.mask if method == "auto" else method
 
-    def write(self, out: Path, path_prefix: Path, shots: int, seed: int) -> dict:
+    def write(self, out: Path, path_prefix: Path, shots: int | str, seed: int) -> dict:
         """Write the layout; return fetch's counts (metrics/fetch.json). Bad images are skipped or converted
-        (varireal/datasets/images.py), one warning line each; a skipped shot is replaced by the class's next."""
+        (varireal/datasets/images.py), one warning line each; a skipped shot is replaced by the class's next.
+        shots "all" keeps every usable training image. A split with a validation part (CoOp's) also writes
+        val.csv (no masks)."""
         names = self.class_names()
         io.write_json(out / "classes.json", names)
         settings = self.params.mask  # the models first: a wrong model id fails before any copying
@@ -88,6 +97,12 @@ class RealDataset:
         test_rows = [row for sample in tqdm(self.source.test, desc="copy test", unit="img")
                      if (row := self._admit(sample, "test", out, path_prefix, counts["test"]))]
         records.write_split(out / "test.csv", test_rows)
+        val_rows = []
+        if self.source.val:
+            counts["val"] = images.empty_counts()
+            val_rows = [row for sample in tqdm(self.source.val, desc="copy val", unit="img")
+                        if (row := self._admit(sample, "val", out, path_prefix, counts["val"]))]
+            records.write_split(out / "val.csv", val_rows)
 
         counts["masks"] = dict.fromkeys(MASK_METHODS, 0) | Counter(row.mask_method for row in train_rows)
         summary = ", ".join(f"{method} {n}" for method, n in counts["masks"].items() if n)
@@ -96,28 +111,30 @@ class RealDataset:
             summary += f" ({fallbacks} fell back from {self.mask_method()})"
         bad = {split: sum(counts[split]["skipped"].values()) for split in ("train", "test")}
         converted = sum(sum(counts[split]["converted"].values()) for split in ("train", "test"))
-        print(f"fetch: {self.params.name}: {len(names)} classes, {len(train_rows)} training and "
-              f"{len(test_rows)} test images; masks: {summary}; skipped {bad['train']} training and "
+        val = f", {len(val_rows)} validation" if self.source.val else ""
+        print(f"fetch: {self.params.name} ({self.params.split} split): {len(names)} classes, {len(train_rows)} "
+              f"training{val} and {len(test_rows)} test images; masks: {summary}; skipped {bad['train']} training and "
               f"{bad['test']} test images, converted {converted} (metrics/fetch.json)")
         return counts
 
-    def _admit_shots(self, out: Path, path_prefix: Path, shots: int, seed: int,
+    def _admit_shots(self, out: Path, path_prefix: Path, shots: int | str, seed: int,
                      counts: dict) -> list[tuple[Sample, records.SplitRow]]:
         """shots usable images per class: the seeded draw, each unusable one replaced by the class's next in
-        shot_order. Sorted by label, then file name."""
+        shot_order; "all": every usable one (at least one per class). Sorted by label, then file name."""
         by_class: dict[int, list[Sample]] = defaultdict(list)
         for sample in self.source.train:
             by_class[sample.label].append(sample)
         chosen = []
         for label, name in enumerate(tqdm(self.source.classes, desc="copy train", unit="class")):
             candidates = by_class[label]
+            wanted = len(candidates) if shots == "all" else shots
             admitted = []
-            for sample in shot_order(candidates, shots, seed, label):
-                if len(admitted) == shots:
+            for sample in shot_order(candidates, wanted, seed, label):
+                if len(admitted) == wanted:
                     break
                 if row := self._admit(sample, "train", out, path_prefix, counts):
                     admitted.append((sample, row))
-            if len(admitted) < shots:
+            if len(admitted) < wanted and (shots != "all" or not admitted):
                 unusable = f"; {len(candidates) - len(admitted)} of its {len(candidates)} are unusable (see the " \
                            "warnings above)" if candidates else ""
                 raise ParamError("dataset.shots", shots,

@@ -6,7 +6,10 @@ Samples (the image file in the dataset's own folder, its label, and whatever hel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +34,7 @@ class Source:
     classes: list[str]
     train: list[Sample]
     test: list[Sample]
+    val: list[Sample] = field(default_factory=list)  # a validation split kept apart from train (CoOp's)
 
 
 def _open(dataset_class, name: str, folder: Path, missing: str, download: bool, **kwargs):
@@ -76,14 +80,14 @@ def _read_boxes(path: Path) -> dict[str, Box]:
     return boxes
 
 
-def aircraft(root: Path, download: bool) -> Source:
+def _aircraft(root: Path, download: bool, train: tuple[str, ...]) -> Source:
     from torchvision.datasets import FGVCAircraft
 
     folder = root / "fgvc-aircraft-2013b"
     missing = "expected data/variants.txt, data/images_variant_*.txt, data/images/; about 2.6 GB"
     splits = {split: _open(FGVCAircraft, "aircraft", folder, missing, download,
                            root=root, split=split, annotation_level="variant")
-              for split in ("trainval", "test")}
+              for split in (*train, "test")}
     box_file = folder / "data" / "images_box.txt"
     boxes = _read_boxes(box_file) if box_file.exists() else {}
 
@@ -91,7 +95,17 @@ def aircraft(root: Path, download: bool) -> Source:
         return [Sample(Path(image), label, "an airplane", box=boxes.get(Path(image).stem))
                 for image, label in zip(dataset._image_files, dataset._labels)]
 
-    return Source(list(splits["trainval"].classes), samples(splits["trainval"]), samples(splits["test"]))
+    return Source(list(splits["test"].classes), samples(splits[train[0]]), samples(splits["test"]),
+                  samples(splits[train[1]]) if len(train) > 1 else [])
+
+
+def aircraft(root: Path, download: bool) -> Source:
+    return _aircraft(root, download, ("trainval",))
+
+
+def aircraft_coop(root: Path, download: bool, official: Source) -> Source:
+    """CoOp (and the paper's code) use the official train / val / test files of FGVC-Aircraft."""
+    return _aircraft(root, download, ("train", "val"))
 
 
 CARS_LAYOUT = ("stanford_cars/ holding devkit/{cars_meta.mat,cars_train_annos.mat}, cars_train/*.jpg, "
@@ -149,3 +163,65 @@ def flowers102(root: Path, download: bool) -> Source:
     # Train and val hold 10 images per class each: the few-shot pool is both (the "train-val" split).
     return Source(flowers102_classes(), samples(splits["train"], splits["val"]), samples(splits["test"]))
 
+
+
+# -- CoOp's splits (dataset.split: coop) ---------------------------------------------------------------
+# CoOp (github.com/KaiyangZhou/CoOp, DATASETS.md) splits pets, cars and flowers into train / val / test with
+# a JSON file per dataset, {"train": [[image path, label, class name], ...], "val": [...], "test": [...]};
+# the paper's code (SyntheticDataFeasibility, Finetune/artifacts/<dataset>/split_coop.csv) keeps the same
+# split as a CSV of "split,filename" rows. Either file, in the dataset's folder, is read; the images are
+# matched to the dataset's own by file name (and folder, where names repeat), so labels and class names
+# stay the dataset's. The split files are not shipped here (see COOP_SOURCE).
+COOP_SOURCE = "CoOp's DATASETS.md (github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md) links {json} (Google Drive)"
+OFFICIAL_SOURCE = ("; the paper's code ships the same split as Finetune/artifacts/{artifact}/split_coop.csv "
+                   "(github.com/Yiveen/SyntheticDataFeasibility)")
+COOP_SPLITS = ("train", "val", "test")
+
+
+def read_split_file(path: Path) -> dict[str, list[str]]:
+    """split -> image paths as the file gives them, from a CoOp JSON or a split_coop.csv."""
+    out: dict[str, list[str]] = {split: [] for split in COOP_SPLITS}
+    try:
+        if path.suffix == ".json":
+            for split, entries in json.loads(path.read_text()).items():
+                if split in out:
+                    out[split] = [str(entry[0]) for entry in entries]
+        else:
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    if row["split"] in out:
+                        out[row["split"]].append(row["filename"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
+        raise StageError(f"cannot read the split file {path} ({err.__class__.__name__}: {err}); expected CoOp's "
+                         "JSON {\"train\": [[path, label, class], ...], ...} or a CSV with columns split,filename") from None
+    return out
+
+
+def coop_from_file(folder: str, json_name: str, artifact: str = "") -> Callable[[Path, bool, Source], Source]:
+    """The CoOp split of a dataset whose folder under dataset.root holds json_name or split_coop.csv."""
+
+    def split(root: Path, download: bool, official: Source) -> Source:
+        base = root / folder
+        found = [base / name for name in (json_name, "split_coop.csv") if (base / name).is_file()]
+        if not found:
+            raise StageError(f"dataset.split coop needs {base / json_name} (or split_coop.csv there); "
+                             + COOP_SOURCE.format(json=json_name)
+                             + (OFFICIAL_SOURCE.format(artifact=artifact) if artifact else ""))
+        by_name: dict[str, list[Sample]] = {}
+        for sample in (*official.train, *official.val, *official.test):
+            by_name.setdefault(sample.path.name, []).append(sample)
+
+        def find(entry: str) -> Sample:
+            parts = Path(entry).parts
+            candidates = by_name.get(parts[-1], [])
+            if len(candidates) > 1 and len(parts) > 1:  # cars: cars_train/00001.jpg, or train/00001.jpg (the paper's)
+                candidates = [s for s in candidates if s.path.parent.name in (parts[-2], f"cars_{parts[-2]}")]
+            if len(candidates) != 1:
+                raise StageError(f"the split file {found[0]} names {entry}, which {base} has "
+                                 f"{'no' if not candidates else 'more than one'} image of; is it this dataset's?")
+            return candidates[0]
+
+        listed = read_split_file(found[0])
+        return Source(official.classes, *[[find(e) for e in listed[name]] for name in ("train", "test", "val")])
+
+    return split

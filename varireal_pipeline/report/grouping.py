@@ -2,8 +2,10 @@
 
 Every eval run is one replicate. Runs that differ only in `train.seed` (and `tracking.*`) form a group;
 each group is compared with its real-only baseline and, within an attribute, feasible with infeasible
-and every mixed ratio with both pure sets. The statistics of a comparison are varireal.statistics'; the
-report's comparisons are one family for Holm's correction, and each gets its verdict from it.
+and every mixed ratio with both pure sets; a synthetic-only group (mix.include_real false) also with its
+real + synthetic counterpart. Zero-shot groups (train.finetune none) are shown, not compared. The statistics
+of a comparison are varireal.statistics'; the report's comparisons are one family for Holm's correction, and
+each gets its verdict from it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from varireal.statistics import PairedDifference, Replicate
 
 from varireal_pipeline.eval_runs import EvalRun
 
-CONDITION_ORDER = {mixing.REAL_ONLY: 0, "feasible": 1, "mixed": 2, "infeasible": 3}
+CONDITION_ORDER = {name: i for i, name in enumerate(mixing.CONDITIONS)}
 
 # Replicates share every param but these.
 NOT_GROUPED = ("train.seed", "tracking.")
@@ -25,6 +27,8 @@ NOT_GROUPED = ("train.seed", "tracking.")
 # sweeps that differ only here are replicates of one baseline.
 UNUSED_BY_REAL_ONLY = ("prompt.", "edit.", "score.", "mix.attribute", "mix.infeasible_ratio",
                        "mix.filter_score", "mix.filter_min")
+# A zero-shot model is the pretrained one: only these params can change it.
+USED_BY_ZERO_SHOT = ("dataset.", "train.model", "train.pretrained", "train.finetune")
 # A condition's baseline is the real-only group that agrees on everything outside the synthetic set.
 SYNTHETIC_SETUP = ("prompt.", "edit.", "score.", "mix.")
 # Shown in their own columns, so never in the `setting` column.
@@ -49,13 +53,15 @@ class Group:
     dataset: str
     attribute: str
     condition: str
-    infeasible_ratio: float | None  # None for real-only
+    infeasible_ratio: float | None  # None for real-only and zero-shot
     runs: dict[str, EvalRun] = field(default_factory=dict)  # by train.seed
     setting: str = ""  # params that tell this group apart from another one with the same label
 
     @property
     def label(self) -> str:
-        return f"mixed {self.infeasible_ratio:g}" if self.condition == "mixed" else self.condition
+        if mixing.synthetic_kind(self.condition) == "mixed":
+            return f"{self.condition} {self.infeasible_ratio:g}"
+        return self.condition
 
     @property
     def replicates(self) -> dict[str, Replicate]:
@@ -107,6 +113,8 @@ class Report:
 
 
 def _group_key(run: EvalRun) -> tuple[tuple[str, str], ...]:
+    if run.condition == mixing.ZERO_SHOT:
+        return tuple(sorted((k, v) for k, v in run.params.items() if _starts(k, USED_BY_ZERO_SHOT)))
     skip = NOT_GROUPED + (UNUSED_BY_REAL_ONLY if run.condition == mixing.REAL_ONLY else ())
     return tuple(sorted((k, v) for k, v in run.params.items() if not _starts(k, skip)))
 
@@ -120,13 +128,18 @@ def _sibling_key(group: Group) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in group.key if k != "mix.infeasible_ratio")
 
 
+def _counterpart_key(group: Group) -> tuple[tuple[str, str], ...]:
+    """A synthetic-only group and its real + synthetic counterpart differ only in mix.include_real."""
+    return tuple((k, v) for k, v in group.key if k != "mix.include_real")
+
+
 def group_runs(runs: list[EvalRun]) -> tuple[list[Group], list[str]]:
     """Replicate groups, sorted for the table; notes on duplicate seeds."""
     groups: dict[tuple, Group] = {}
     notes = []
     for run in sorted(runs, key=lambda r: r.start_time, reverse=True):  # newest first: it wins a duplicate
         key = _group_key(run)
-        real_only = run.condition == mixing.REAL_ONLY
+        real_only = run.condition in (mixing.REAL_ONLY, mixing.ZERO_SHOT)
         ratio = None if real_only else float(run.params.get("mix.infeasible_ratio", "nan"))
         # From the params, not the run's attribute tag: runs logged before that tag existed group alike.
         attribute = mixing.attribute_of(run.condition, run.params.get("mix.attribute", "?"))
@@ -138,7 +151,8 @@ def group_runs(runs: list[EvalRun]) -> tuple[list[Group], list[str]]:
                          f"{run.seed}: kept the newer one, {kept.run_id}.")
             continue
         group.runs[run.seed] = run
-    ordered = sorted(groups.values(), key=lambda g: (g.dataset, g.condition != mixing.REAL_ONLY, g.attribute,
+    ordered = sorted(groups.values(), key=lambda g: (g.dataset, g.condition not in (mixing.ZERO_SHOT, mixing.REAL_ONLY),
+                                                     g.attribute,
                                                      CONDITION_ORDER.get(g.condition, 9),
                                                      g.infeasible_ratio or 0.0, g.key))
     for group in ordered:
@@ -186,9 +200,13 @@ def comparisons(groups: list[Group], resamples: int, seed: int, margin: float) -
         if group.condition == mixing.REAL_ONLY:
             baselines.setdefault(_baseline_key(group), []).append(group)
     siblings: dict[tuple, dict[str, Group]] = {}
+    with_real: dict[tuple, Group] = {}
     for group in groups:
-        if group.condition in ("feasible", "infeasible"):
-            siblings.setdefault(_sibling_key(group), {})[group.condition] = group
+        kind = mixing.synthetic_kind(group.condition)
+        if kind in ("feasible", "infeasible"):
+            siblings.setdefault(_sibling_key(group), {})[kind] = group
+        if kind in ("feasible", "mixed", "infeasible") and not mixing.is_synthetic_only(group.condition):
+            with_real[_counterpart_key(group)] = group
 
     def compare(group: Group, reference: Group) -> Comparison:
         return Comparison(group, reference, statistics.paired_difference(group.replicates, reference.replicates,
@@ -196,7 +214,7 @@ def comparisons(groups: list[Group], resamples: int, seed: int, margin: float) -
 
     out = []
     for group in groups:
-        if group.condition == mixing.REAL_ONLY:
+        if group.condition in (mixing.REAL_ONLY, mixing.ZERO_SHOT):
             continue
         candidates = baselines.get(_baseline_key(group), [])
         if candidates:
@@ -205,10 +223,13 @@ def comparisons(groups: list[Group], resamples: int, seed: int, margin: float) -
         else:
             notes.append(f"No real-only baseline with the same dataset and training params for "
                          f"{group.dataset} / {group.attribute} / {group.label}.")
+        if mixing.is_synthetic_only(group.condition) and _counterpart_key(group) in with_real:
+            out.append(compare(group, with_real[_counterpart_key(group)]))
         pure = siblings.get(_sibling_key(group), {})
-        if group.condition == "infeasible" and "feasible" in pure:
+        kind = mixing.synthetic_kind(group.condition)
+        if kind == "infeasible" and "feasible" in pure:
             out.append(compare(group, pure["feasible"]))
-        if group.condition == "mixed":
+        if kind == "mixed":
             out += [compare(group, pure[name]) for name in ("feasible", "infeasible") if name in pure]
     judge(out, margin)
     return out, notes

@@ -249,14 +249,19 @@ def markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _series_name(group: Group) -> str:
+    """The attribute, marked when the runs trained without real images (their own line)."""
+    return group.attribute + (" (synthetic only)" if mixing.is_synthetic_only(group.condition) else "")
+
+
 def ratio_points(report: Report) -> list[dict]:
     """top1_vs_ratio.csv: the plotted points, in percent."""
     out = []
     for group in report.groups:
-        real_only = group.condition == mixing.REAL_ONLY
+        real_only = group.condition in (mixing.REAL_ONLY, mixing.ZERO_SHOT)  # flat lines
         for ratio in [0.0, 1.0] if real_only else [group.infeasible_ratio]:
             out.append({"dataset": group.dataset, "setting": group.setting,
-                        "attribute": mixing.REAL_ONLY if real_only else group.attribute,
+                        "attribute": group.condition if real_only else _series_name(group),
                         "infeasible_ratio": ratio, "top1_mean": _pct(group.mean, CSV_PERCENT_DIGITS),
                         "top1_std": _pct(group.std, CSV_PERCENT_DIGITS), "n": len(group.runs)})
     return out
@@ -274,14 +279,15 @@ def plot(report: Report, path: Path) -> None:
         for group in report.groups:
             if group.dataset != dataset:
                 continue
-            if group.condition == mixing.REAL_ONLY:
-                label = mixing.REAL_ONLY + (f" ({group.setting})" if group.setting else "")
-                line = axes.axhline(100 * group.mean, color="black", linestyle="--", label=label)
+            if group.condition in (mixing.REAL_ONLY, mixing.ZERO_SHOT):
+                label = group.condition + (f" ({group.setting})" if group.setting else "")
+                line = axes.axhline(100 * group.mean, color="black" if group.condition == mixing.REAL_ONLY else "grey",
+                                    linestyle="--", label=label)
                 if not math.isnan(group.std):
                     axes.axhspan(100 * (group.mean - group.std), 100 * (group.mean + group.std),
                                  color=line.get_color(), alpha=0.12)
             else:
-                series.setdefault((group.attribute, group.setting), []).append(group)
+                series.setdefault((_series_name(group), group.setting), []).append(group)
         for (attribute, setting), members in series.items():
             members.sort(key=lambda g: g.infeasible_ratio)
             axes.errorbar([g.infeasible_ratio for g in members], [100 * g.mean for g in members],

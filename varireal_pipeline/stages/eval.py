@@ -1,4 +1,4 @@
-"""eval: top-1 on the real test split, metrics/eval.json, predictions for statistics, a contact sheet of
+"""eval: top-1 and top-5 on the real test split, metrics/eval.json, predictions for statistics, a contact sheet of
 the run's edits, one MLflow run."""
 
 import os
@@ -19,9 +19,10 @@ def main(params_path="params.yaml") -> None:
     test = records.read_split(RAW / "test.csv")
     classifier, preprocess, _ = clf.load(CHECKPOINT, datasets.spec(params.dataset.name).template)
     device = resolve_device(params.train.device)
-    predictions = evaluation.predict(classifier, test, preprocess, params.eval.batch_size, device)
+    best = evaluation.ranked(classifier, test, preprocess, params.eval.batch_size, device)
+    predictions = [labels[0] for labels in best]
     scores = evaluation.accuracy(test, predictions, class_names)
-    condition, attribute = mixing.condition_and_attribute(params.mix)
+    condition, attribute = mixing.condition_and_attribute(params.mix, trained=params.train.finetune != "none")
     experiment_name = os.environ.get("DVC_EXP_NAME", "workspace")
 
     sheet = sheets.contact_sheet(records.read_mixed(MIXED / "train.csv"), records.read_manifest(SYNTHETIC / "manifest.csv"),
@@ -35,6 +36,7 @@ def main(params_path="params.yaml") -> None:
         attribute=attribute,
         dataset=params.dataset.name,
         top1=scores["top1"],
+        top5=evaluation.top_k(test, best),
         per_class=scores["per_class"],
         predictions=tuple(eval_runs.Prediction(row.path, row.class_name, class_names[p])
                           for row, p in zip(test, predictions)),
@@ -45,4 +47,4 @@ def main(params_path="params.yaml") -> None:
     )
     run_id = eval_runs.record(run, METRICS, params.tracking.uri, params.tracking.experiment,
                               more_artifacts=(METRICS / "contact_sheet.png",))
-    print(f"eval: top1={scores['top1']:.4f} condition={condition} mlflow run {run_id}")
+    print(f"eval: top1={scores['top1']:.4f} top5={run.top5:.4f} condition={condition} mlflow run {run_id}")

@@ -22,7 +22,10 @@ def main(params_path="params.yaml") -> None:
         class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora,
         template=datasets.spec(params.dataset.name).template,
     )
-    history = training.train(classifier, real, synthetic, preprocess_train if p.augment else preprocess_eval, p)
+    if p.finetune == "none":  # zero-shot: the pretrained model as is, no step taken
+        history = []
+    else:
+        history = training.train(classifier, real, synthetic, preprocess_train if p.augment else preprocess_eval, p)
     state = process_state(p.device)  # the one training.train joined
     if not state.is_main_process:
         return
@@ -32,14 +35,14 @@ def main(params_path="params.yaml") -> None:
     with io.atomic_dir(CHECKPOINT) as staging:
         clf.save(classifier, staging, meta)
     last_tenth = history[-max(1, len(history) // 10):]
-    trainable = sum(t.numel() for t in classifier.parameters() if t.requires_grad)
+    trainable = 0 if p.finetune == "none" else sum(t.numel() for t in classifier.parameters() if t.requires_grad)
     io.write_json(METRICS / "train.json", {
-        "final_loss": history[-1]["loss"],
-        "mean_loss_last_10pct": round(sum(h["loss"] for h in last_tenth) / len(last_tenth), 6),
-        "steps": p.steps,
+        "final_loss": history[-1]["loss"] if history else None,
+        "mean_loss_last_10pct": round(sum(h["loss"] for h in last_tenth) / len(last_tenth), 6) if history else None,
+        "steps": p.steps if history else 0,
         "real_images": len(real),
         "synthetic_images": len(synthetic),
         "trainable_parameters": trainable,
         "processes": state.num_processes,
     })
-    io.write_csv(METRICS / "train_loss.csv", history)
+    io.write_csv(METRICS / "train_loss.csv", history, None if history else ["step", "loss", "lr"])
