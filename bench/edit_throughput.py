@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import REPO, Project, machine
 
-sys.path.insert(0, str(REPO / "tests"))  # tiny_models: the random pipelines the tests use
+sys.path.insert(0, str(REPO / "tests"))  # tiny_sdxl: the random pipelines the tests use
 
 # The paper's pools: classes, shots per class (profiles/*.yaml), edits per image and attribute and
 # feasibility, two feasibilities.
@@ -59,12 +59,11 @@ def diffusion_params(models: str, device: str, batch_size: int, steps: int | Non
         edit = profiles.load("paper", REPO / "profiles")["edit"]
         params = EditParams(**{**edit, "device": device, "batch_size": batch_size})
     else:
-        import tiny_models
+        import tiny_sdxl
 
-        folders = tiny_models.diffusion(Path(tempfile.mkdtemp(prefix="varireal-bench-")))
+        folders = tiny_sdxl.build(Path(tempfile.mkdtemp(prefix="varireal-bench-")))
         params = EditParams(backend="diffusion", model=folders["inpaint"], device=device, batch_size=batch_size,
-                            diffusion=dict(scene_model=folders["scene"], controlnet=folders["controlnet"],
-                                           ip_adapter=None, resolution=tiny_models.SIDE, steps=10, dilation=3))
+                            diffusion=tiny_sdxl.band_settings(folders, steps=10))
     if steps:
         params = params.model_copy(update={"diffusion": params.diffusion.model_copy(update={"steps": steps})})
     return params

@@ -99,7 +99,7 @@ def tiny_background_remover(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_diffusion(tmp_path_factory) -> dict[str, str]:
-    """Folders of a tiny SD inpainting pipeline, a text-to-image pipeline, a Canny ControlNet and an IP-Adapter."""
-    import tiny_models
+    """Folders of tiny random twins of the diffusion editor's models (tests/tiny_sdxl.py)."""
+    import tiny_sdxl
 
-    return tiny_models.diffusion(tmp_path_factory.mktemp("tiny-diffusion"))
+    return tiny_sdxl.build(tmp_path_factory.mktemp("tiny-diffusion"))

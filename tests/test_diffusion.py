@@ -1,5 +1,6 @@
-"""The diffusion editor on tiny random models: each saved with save_pretrained and loaded back through
-the editor's own from_pretrained path, as a user's model id or local folder would be."""
+"""The diffusion editor's band recipe on tiny random SDXL twins (tests/tiny_sdxl.py): each saved with
+save_pretrained and loaded back through the editor's own from_pretrained path, as a user's model id or local
+folder would be. The paper recipe: tests/test_diffusion_paper.py."""
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from varireal.edit_plan import EditItem
 from varireal.errors import StageError
 from varireal.params import EditParams
 
-from tiny_models import SIDE, STEPS
+from tiny_sdxl import band_settings
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +22,8 @@ def models(tiny_diffusion) -> dict[str, str]:
 
 
 def edit_params(models, **diffusion) -> EditParams:
-    settings = dict(scene_model=models["scene"], controlnet=models["controlnet"], ip_adapter=None,
-                    resolution=SIDE, steps=STEPS, dilation=3)
     return EditParams(backend="diffusion", model=models["inpaint"], device="cpu", batch_size=2,
-                      diffusion={**settings, **diffusion})
+                      diffusion=band_settings(models, **diffusion))
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +86,14 @@ def test_results_depend_on_the_seed_not_the_run_or_the_batch(editor, models, sou
 
 def test_controlnet_and_scene_model_switch_off(editor, models, source):
     image, mask = source
-    assert type(editor.inpainter).__name__ == "StableDiffusionControlNetInpaintPipeline"
+    assert type(editor.inpainter).__name__ == "StableDiffusionXLControlNetInpaintPipeline"
     plain = diffusion_editor(edit_params(models, controlnet=None, scene_model=None))
     color = item("color", "purple")
     assert not np.array_equal(plain.edit_batch([(image, mask, color)])[0], editor.edit_batch([(image, mask, color)])[0])
     out = plain.edit_batch([(image, mask, item("texture", "stripes")), (image, mask, item("texture", "dots", 2))])
     region = dilate(mask, 3)
     assert all(np.array_equal(o[~region], image[~region]) for o in out)
-    assert type(plain.inpainter).__name__ == "StableDiffusionInpaintPipeline"
+    assert type(plain.inpainter).__name__ == "StableDiffusionXLInpaintPipeline"
     assert "painter" not in vars(plain)  # procedural patterns: the text-to-image model is never loaded
     (background,) = plain.edit_batch([(image, mask, item("background", "lava"))])
     assert np.array_equal(background[mask], image[mask])
@@ -104,8 +103,7 @@ def test_controlnet_and_scene_model_switch_off(editor, models, source):
 
 def test_ip_adapter_conditions_the_inpainting(models, source):
     image, mask = source
-    with_adapter = diffusion_editor(edit_params(models, ip_adapter=models["ip-adapter"], ip_adapter_subfolder="models",
-                                               ip_adapter_weights="ip-adapter_tiny.safetensors"))
+    with_adapter = diffusion_editor(edit_params(models, ip_adapter=models["ip-adapter"]))
     batch = [(image, mask, item("color", "purple")), (image, mask[:, ::-1].copy(), item("color", "teal", 2))]
     out = with_adapter.edit_batch(batch)
     assert with_adapter.inpainter.image_encoder is not None
@@ -152,8 +150,7 @@ def test_edit_stage_with_the_diffusion_backend(project, models):
 
     params = project(dataset={"shots": 1}, edit={
         "backend": "diffusion", "model": models["inpaint"], "device": "cpu", "batch_size": 3, "per_image": 1,
-        "diffusion": {"scene_model": models["scene"], "controlnet": models["controlnet"], "ip_adapter": None,
-                      "resolution": SIDE, "steps": STEPS, "dilation": 2}})
+        "diffusion": band_settings(models, dilation=2)})
     fetch.main(params)
     prompt.main(params)
     edit.main(params)
@@ -167,7 +164,8 @@ def test_edit_stage_with_the_diffusion_backend(project, models):
 
 
 @pytest.mark.parametrize("diffusion, key", [({"resolution": 100}, "edit.diffusion.resolution"),
-                                            ({"steps": 2, "harmonize_strength": 0.4}, "edit.diffusion")])
+                                            ({"recipe": "band", "steps": 2, "harmonize_strength": 0.4}, "edit.diffusion"),
+                                            ({"color": {"steps": 2}}, "edit.diffusion")])
 def test_diffusion_params_that_cannot_run_are_rejected(project, diffusion, key):
     from varireal.params import ParamError, load
 

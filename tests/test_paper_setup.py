@@ -1,5 +1,6 @@
 """The paper's setup end to end: the pets profile on a small Oxford-IIIT Pets in its real layout, with
-tiny random models standing in for SDXL inpainting + ControlNet + IP-Adapter and for CLIP ViT-B/16.
+tiny random twins standing in for SD 2.1, SDXL inpainting, RealVisXL + ControlNet + IP-Adapter plus (tests/tiny_sdxl.py)
+and for CLIP ViT-B/16.
 Only the model ids, sizes and step counts differ from `varireal profile pets`; the code path is the one
 a GPU run takes."""
 
@@ -13,7 +14,7 @@ from varireal.classifier import create_clip
 from conftest import REPO
 from dataset_layouts import write_pets
 from test_stages import STAGES, mlflow_runs, run
-from tiny_models import SIDE, STEPS
+from tiny_sdxl import paper_settings
 import tiny_vlm
 
 
@@ -29,10 +30,7 @@ def test_pets_profile_runs_every_stage_on_real_layout_data(project, tmp_path, ti
     stand_ins = {
         "dataset": {"root": str(tmp_path / "datasets"), "download": False, "shots": 2},
         "edit": {"model": tiny_diffusion["inpaint"], "device": "cpu", "per_image": 1, "batch_size": 2,
-                 "diffusion": {"scene_model": tiny_diffusion["scene"], "controlnet": tiny_diffusion["controlnet"],
-                               "ip_adapter": tiny_diffusion["ip-adapter"], "ip_adapter_subfolder": "models",
-                               "ip_adapter_weights": "ip-adapter_tiny.safetensors", "resolution": SIDE,
-                               "steps": STEPS, "dilation": 2},
+                 "diffusion": paper_settings(tiny_diffusion),
                  "filter": {"model": str(says_yes), "device": "cpu"}},
         "score": {"model": str(tiny_clip_config), "pretrained": str(pretrained), "batch_size": 8, "threads": 1},
         "mix": {"synthetic_per_class": 2},

@@ -108,26 +108,108 @@ class PromptParams(Section):
         return self
 
 
+class PerFeasibility(Section):
+    """A number the official recipe sets apart for feasible and infeasible edits."""
+
+    feasible: float = Field(ge=0)
+    infeasible: float = Field(ge=0)
+
+    def of(self, feasibility: str) -> float:
+        return self.feasible if feasibility == "feasible" else self.infeasible
+
+
+def _both(value: float) -> PerFeasibility:
+    return PerFeasibility(feasible=value, infeasible=value)
+
+
+class BackgroundRecipe(Section):
+    """recipe paper, background: the object pasted into a new scene, then everything but the object repainted."""
+
+    dilation: int = Field(120, ge=0, description="side in working pixels of the SQUARE kernel the object mask is "
+                                                 "dilated by when pasted into the new scene (0: the mask itself)")
+    blur: int = Field(41, ge=0, description="side of the Gaussian kernel that softens the inpainting mask (the "
+                                            "inverted object mask); 0: hard")
+    strength: float = Field(0.99, gt=0, le=1, description="SDXL inpainting strength over the whole background")
+    guidance: float = Field(40.0, ge=0)
+    steps: int = Field(30, ge=1)
+    prompt_weight: float = Field(1.2, gt=0, description="weight of the value's tokens in the prompts")
+
+
+class ObjectRecipe(Section):
+    """recipe paper, color and texture: tint or pattern blended into the object, SDXL inpainting inside the mask,
+    then a refinement from noise under Canny ControlNet + IP-Adapter, pasted back through the mask."""
+
+    alpha: PerFeasibility = Field(default_factory=lambda: PerFeasibility(feasible=0.3, infeasible=0.5),
+                                  description="share of the tint (color) or pattern (texture) in the object's pixels")
+    strength: PerFeasibility = Field(default_factory=lambda: _both(0.3), description="inpainting strength")
+    guidance: PerFeasibility = Field(default_factory=lambda: _both(12.0), description="inpainting guidance")
+    steps: int = Field(20, ge=1, description="inpainting steps")
+    ip_adapter_scale: PerFeasibility = Field(default_factory=lambda: _both(0.7),
+                                             description="IP-Adapter scale in the refinement")
+    prompt_weight: float = Field(1.3, gt=0, description="weight of the value's tokens in the prompts")
+
+
+class TextureRecipe(ObjectRecipe):
+    alpha: PerFeasibility = Field(default_factory=lambda: PerFeasibility(feasible=0.5, infeasible=0.4))
+    ip_adapter_scale: PerFeasibility = Field(default_factory=lambda: PerFeasibility(feasible=0.2, infeasible=0.5))
+    crop: float = Field(0.25, gt=0, le=1, description="side of the random square cut from the texture image, as a "
+                                                      "share of the working side, enlarged to the whole image")
+    sharpen: bool = Field(True, description="sharpen the enlarged texture (3x3 Laplacian kernel)")
+
+
+class RefinerParams(Section):
+    """recipe paper: the second pass, text-to-image from noise on a second SDXL model."""
+
+    model: str | None = Field("SG161222/RealVisXL_V4.0", description="SDXL text-to-image model; null: no refinement")
+    vae: str | None = Field("madebyollin/sdxl-vae-fp16-fix", description="VAE replacing the model's (fp16-safe); "
+                                                                         "null: the model's own")
+    steps: int = Field(25, ge=1)
+    guidance: float = Field(7.5, ge=0)
+    controlnet_scale: float = Field(1.0, ge=0)
+    grey: int = Field(100, ge=0, le=255, description="grey level around the object in the IP-Adapter image")
+
+
 class DiffusionParams(Section):
     """The diffusion editor's models and sampling (edit.backend: diffusion). Model ids or local folders."""
 
-    scene_model: str | None = Field("stabilityai/stable-diffusion-2-1",
+    recipe: Literal["paper", "band"] = Field(
+        "paper", description="paper: the official recipe (whole background repainted; color and texture inpainted "
+                             "then refined); band: one inpainting pass, background only along the pasted edge")
+    fit: Literal["pad", "stretch"] = Field("pad", description="how a source reaches the working square: pad (aspect "
+                                                              "kept, top left of a black square, the padding "
+                                                              "cropped off again) or stretch")
+    scene_model: str | None = Field("stabilityai/stable-diffusion-2-1-base",
                                     description="text-to-image model for new backgrounds and texture patches; null: the "
                                                 "procedural ones of the embedded world")
+    scene_scheduler: Literal["dpm-solver", "model"] = Field(
+        "dpm-solver", description="the scene model's sampler: dpm-solver (multistep, as the official code) or model "
+                                  "(the one it ships with)")
+    scene_steps: int = Field(20, ge=1, description="recipe paper: steps of a new scene")
+    scene_guidance: float = Field(7.5, ge=0, description="recipe paper: guidance of scenes and texture images")
+    texture_steps: int = Field(15, ge=1, description="recipe paper: steps of a texture image")
     controlnet: str | None = Field("diffusers/controlnet-canny-sdxl-1.0", description="Canny ControlNet; null: off")
     ip_adapter: str | None = Field("h94/IP-Adapter", description="IP-Adapter repository; null: off")
     ip_adapter_subfolder: str = "sdxl_models"
-    ip_adapter_weights: str = "ip-adapter_sdxl.safetensors"
-    ip_adapter_scale: float = Field(0.6, ge=0, le=1)
+    ip_adapter_weights: str = "ip-adapter-plus_sdxl_vit-h.safetensors"
+    ip_adapter_image_encoder: str | None = Field(
+        "models/image_encoder", description="image encoder folder in the IP-Adapter repository (with a slash: from "
+                                            "its root); null: image_encoder beside the weights")
+    ip_adapter_scale: float = Field(0.6, ge=0, le=1, description="recipe band")
     resolution: int = Field(1024, ge=64, le=2048, description="working side in pixels (multiple of 8)")
-    steps: int = Field(30, ge=1)
-    strength: float = Field(0.6, gt=0, le=1, description="inpainting strength for color and texture")
-    harmonize_strength: float = Field(0.4, gt=0, le=1, description="inpainting strength along the pasted edge")
-    guidance_scale: float = Field(7.5, ge=0)
-    controlnet_scale: float = Field(0.5, ge=0)
-    dilation: int = Field(15, ge=0, description="pixels the mask grows by for pasting and harmonising")
-    canny_low: int = Field(100, ge=0, le=255)
-    canny_high: int = Field(200, ge=0, le=255)
+    steps: int = Field(30, ge=1, description="recipe band")
+    strength: float = Field(0.6, gt=0, le=1, description="recipe band: inpainting strength for color and texture")
+    harmonize_strength: float = Field(0.4, gt=0, le=1, description="recipe band: inpainting strength along the "
+                                                                   "pasted edge")
+    guidance_scale: float = Field(7.5, ge=0, description="recipe band (and its scenes)")
+    controlnet_scale: float = Field(0.5, ge=0, description="recipe band")
+    dilation: int = Field(15, ge=0, description="recipe band: pixels the mask grows by (disk) for pasting and "
+                                                "harmonising")
+    canny_low: int = Field(100, ge=0, le=255, description="recipe band")
+    canny_high: int = Field(200, ge=0, le=255, description="recipe band")
+    background: BackgroundRecipe = BackgroundRecipe()
+    color: ObjectRecipe = ObjectRecipe()
+    texture: TextureRecipe = TextureRecipe()
+    refiner: RefinerParams = RefinerParams()
 
     @field_validator("resolution")
     @classmethod
@@ -139,8 +221,19 @@ class DiffusionParams(Section):
     @model_validator(mode="after")
     def _steps_reach_every_strength(self):
         # diffusers denoises int(steps * strength) steps and fails deep inside a run when that is 0.
-        if int(self.steps * min(self.strength, self.harmonize_strength)) < 1:
+        if self.recipe == "band" and int(self.steps * min(self.strength, self.harmonize_strength)) < 1:
             raise ValueError("steps x strength and steps x harmonize_strength must each be at least 1")
+        if self.recipe == "paper":
+            pairs = [("background", self.background.steps, self.background.strength)]
+            for name in ("color", "texture"):
+                part = getattr(self, name)
+                pairs += [(name, part.steps, min(part.strength.feasible, part.strength.infeasible))]
+            for name, steps, strength in pairs:
+                if int(steps * strength) < 1:
+                    raise ValueError(f"{name}.steps x {name}.strength must be at least 1 for each feasibility")
+            for name in ("color", "texture"):
+                if max(getattr(self, name).strength.feasible, getattr(self, name).strength.infeasible) > 1:
+                    raise ValueError(f"{name}.strength must be at most 1")
         return self
 
 
