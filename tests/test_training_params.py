@@ -185,3 +185,14 @@ def test_best_val_keeps_the_best_steps_weights(tiny_clip_config, tmp_path):
     assert validation.top1(best, torch.device("cpu")) == validation.best["val_top1"]
     if validation.best["step"] != 6:  # the earliest best step's weights, not the last step's
         assert any(not torch.equal(a, b) for a, b in zip(best.parameters(), final.parameters()))
+
+
+def test_paper_preset_pickles_for_spawned_loader_processes(tiny):
+    import pickle
+
+    _, (_, preprocess_train, preprocess_eval) = tiny
+    paper = augment.build("paper", preprocess_train, preprocess_eval)
+    torch.manual_seed(0)
+    expected = paper(solid())
+    torch.manual_seed(0)
+    assert torch.equal(pickle.loads(pickle.dumps(paper))(solid()), expected)

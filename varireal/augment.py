@@ -54,13 +54,18 @@ def model_geometry(preprocess_eval) -> tuple[int, tuple[float, ...], tuple[float
     return int(size), tuple(normalize.mean), tuple(normalize.std)
 
 
+def _rgb(image):
+    """A module-level function, not a lambda: the transform must pickle into spawned loader processes."""
+    return image.convert("RGB")
+
+
 def paper(side: int, mean, std):
     """The official training augmentation for images of side x side pixels, normalised by mean and std."""
     from torchvision.transforms import InterpolationMode, v2
 
     blur_kernel = 2 * int(3 * PAPER_BLUR_SIGMA[1] + 0.5) + 1  # 3 sigma each side: 13 pixels at sigma 2
     return v2.Compose([
-        v2.Lambda(lambda image: image.convert("RGB")),
+        v2.Lambda(_rgb),
         v2.RandAugment(),
         v2.RandomResizedCrop(side, scale=PAPER_CROP_SCALE, interpolation=InterpolationMode.BICUBIC, antialias=True),
         v2.RandomHorizontalFlip(),
