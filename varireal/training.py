@@ -251,7 +251,8 @@ def train(classifier, real: Sequence[LabelledImage], synthetic: Sequence[Labelle
             best = validation.best
             validation.results.append({"step": step, "val_top1": validation.top1(classifier, accelerator.device)})
             if keep_best and (best is None or validation.results[-1]["val_top1"] > best["val_top1"]):
-                best_weights = {name: p.detach().clone() for name, p in classifier.named_parameters() if p.requires_grad}
+                best_weights = {name: p.detach().clone() for name, p in classifier.named_parameters()
+                                if p.requires_grad}
     if keep_best and best_weights is not None:
         with torch.no_grad():
             for name, p in classifier.named_parameters():

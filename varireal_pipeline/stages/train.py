@@ -18,7 +18,8 @@ def validation_rows(params) -> list[records.SplitRow]:
         return records.read_split(VAL_SPLIT)
     if params.train.val_fraction == 0:
         return []
-    return training.validation_split(records.read_split(RAW / "train.csv"), params.train.val_fraction, params.train.seed)
+    train_split = records.read_split(RAW / "train.csv")
+    return training.validation_split(train_split, params.train.val_fraction, params.train.seed)
 
 
 def main(params_path="params.yaml") -> None:
@@ -48,8 +49,8 @@ def main(params_path="params.yaml") -> None:
         template=datasets.template(params.dataset.name, p.template), head=p.head,
     )
     validation = training.Validation(held_out, preprocess_eval, p.val_every) if held_out else None
-    history = training.train(classifier, real, synthetic, augment.build(p.augment, preprocess_train, preprocess_eval), p,
-                             validation)
+    transform = augment.build(p.augment, preprocess_train, preprocess_eval)
+    history = training.train(classifier, real, synthetic, transform, p, validation)
     state = process_state(p.device)  # the one training.train joined
     if not state.is_main_process:
         return
