@@ -5,7 +5,7 @@ is judged on the test split every --every steps; the "best-on-test" top-1 is the
 "final" top-1 the last one. Their gap is optimistic selection bias: the max over checkpoints of a noisy
 estimate is biased upwards, and the test set has then been used to choose, so it no longer measures.
 
-    python bench/best_on_test.py --seeds 0 1 2 --every 15 --test-per-class 60
+    python bench/best_on_test.py --seeds 0 1 2 --every 15 --test-per-class 60 [--steps 600]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--every", type=int, default=15)
     parser.add_argument("--test-per-class", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=None, help="train.steps; default: params.yaml's")
     args = parser.parse_args()
 
     params = validate({"dataset": {"test_per_class": args.test_per_class}}, "bench")
@@ -39,7 +40,8 @@ def main() -> None:
         names = json.loads((out / "classes.json").read_text())
         train_rows, test_rows = records.read_split(out / "train.csv"), records.read_split(out / "test.csv")
         for seed in args.seeds:
-            p = params.train.model_copy(update={"seed": seed, "select": "best-val", "val_every": args.every})
+            p = params.train.model_copy(update={"seed": seed, "select": "best-val", "val_every": args.every,
+                                                "steps": args.steps or params.train.steps})
             model, preprocess_train, preprocess_eval = clf.build(names, p.model, p.pretrained, seed, p.finetune,
                                                                  p.lora, template=datasets.template("world"))
             on_test = training.Validation(test_rows, preprocess_eval, args.every)  # the official (wrong) use
