@@ -133,7 +133,8 @@ def test_paper_training_params_through_the_stages(project):
     assert summary["synthetic_images"] < sum(r.kind == "synthetic" for r in mixed)  # nor are their edits
     assert summary["steps"] == math.ceil(max(summary["real_images"], summary["synthetic_images"]) / 4)
     assert summary["checkpoint_step"] == summary["val_best_step"]
-    assert len(io.read_csv("metrics/train_val.csv")) == summary["steps"]
+    judged = [row["val_top1"] for row in io.read_csv("metrics/train_loss.csv")]
+    assert len(judged) == summary["steps"] and all(judged)  # val_every 1: judged at every step
     assert not load_file("models/lora/head.safetensors")["head_offset"].any()  # head text: no offset
     assert "top1" in io.read_json("metrics/eval.json")
 

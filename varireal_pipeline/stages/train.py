@@ -75,6 +75,8 @@ def main(params_path="params.yaml") -> None:
         summary.update({"val_images": len(held_out), "val_top1_final": validation.results[-1]["val_top1"],
                         "val_top1_best": best["val_top1"], "val_best_step": best["step"],
                         "checkpoint_step": best["step"] if p.select == "best-val" else len(history)})
-        io.write_csv(METRICS / "train_val.csv", validation.results)
+        # The validation top-1 beside the loss, at the steps it was judged (empty elsewhere): the declared plot.
+        judged = {result["step"]: result["val_top1"] for result in validation.results}
+        history = [{**row, "val_top1": judged.get(row["step"], "")} for row in history]
     io.write_json(METRICS / "train.json", summary)
     io.write_csv(METRICS / "train_loss.csv", history)
