@@ -133,8 +133,6 @@ def cosine_factor(step: int, warmup: int, total: int, floor: float = 0.0) -> flo
 def validation_split(rows: Sequence[LabelledImage], fraction: float, seed: int) -> list[LabelledImage]:
     """The rows held out for validation: round(fraction x n) per class (at least 1 where fraction > 0 and
     a class has 2 or more, never all of a class), drawn from seed. Stratified, so every class is judged."""
-    import numpy as np
-
     by_label: dict[int, list[LabelledImage]] = {}
     for row in rows:
         by_label.setdefault(row.label, []).append(row)
