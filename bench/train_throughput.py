@@ -50,7 +50,7 @@ def main(steps: int) -> None:
     import torch
 
     from varireal import classifier as clf
-    from varireal import io, records, training
+    from varireal import augment, datasets, io, records, training
     from varireal.params import load
 
     p = load("params.yaml").train.model_copy(update={"steps": steps})
@@ -62,8 +62,9 @@ def main(steps: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
     def fresh():
-        model, augmenting, plain = clf.build(class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora)
-        return model, augmenting if p.augment else plain
+        model, augmenting, plain = clf.build(class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora,
+                                             template=datasets.template("world", p.template), head=p.head)
+        return model, augment.build(p.augment, augmenting, plain)
 
     loops = {
         "bare PyTorch loop": lambda model, transform: bare_loop(model, real + synthetic, transform, p, steps),

@@ -121,6 +121,30 @@ def test_two_processes_train_like_one(project, tmp_path_factory, fresh_accelerat
                                                                      "model.safetensors"]
 
 
+def test_two_processes_pick_the_same_validation_checkpoint_as_one(project, fresh_accelerate_state):
+    # best-val: every process judges the whole validation split with the same weights, so all choose alike.
+    project(train={"device": "cpu", "steps": 4, "batch_size": 5, "augment": "none", "finetune": "full",
+                   "val_fraction": 0.5, "select": "best-val", "val_every": 1})
+    run_in_process("fetch", "prompt", "edit", "mix", "train")
+    single = io.read_json("metrics/train.json")
+    single_val = [row["val_top1"] for row in io.read_csv("metrics/train_loss.csv")]
+    shutil.rmtree("models")
+    parallel = launch_train(2)
+    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    summary = io.read_json("metrics/train.json")
+    assert [row["val_top1"] for row in io.read_csv("metrics/train_loss.csv")] == single_val
+    assert {k: v for k, v in summary.items() if "loss" not in k and k != "processes"} == \
+        {k: v for k, v in single.items() if "loss" not in k and k != "processes"}
+
+
+def test_the_paper_augmentation_trains_in_two_processes(project, fresh_accelerate_state):
+    project(train={"device": "cpu", "steps": 2, "batch_size": 4, "augment": "paper", "workers": 1})
+    run_in_process("fetch", "prompt", "edit", "mix")
+    parallel = launch_train(2)
+    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    assert io.read_json("metrics/train.json")["processes"] == 2
+
+
 def comparable(name: str, weight: torch.Tensor) -> torch.Tensor:
     """The weight without the key part of attention's in_proj_bias: that bias adds the same to every logit
     of a query, so its exact gradient is zero, and AdamW turns the rounding noise into steps of size lr

@@ -117,3 +117,32 @@ def test_lora_adapts_only_adapters_of_a_pretrained_clip(project, tiny_clip_confi
     test = records.read_split("data/raw/test.csv")
     predicted = predict(model, test, preprocess, 16, torch.device("cpu"))
     assert [world.CLASS_NAMES[p] for p in predicted] == [r["predicted"] for r in io.read_csv("metrics/predictions.csv")]
+
+
+def test_paper_training_params_through_the_stages(project):
+    # The official recipe's training keys on the small world: held-out validation picks the checkpoint.
+    project(train={"steps": None, "epochs": 1, "lr_min": 1e-6, "weight_decay": 1e-4, "augment": "paper",
+                   "template": "a creature photo of a {}", "head": "text", "val_fraction": 0.5,
+                   "select": "best-val", "val_every": 1})
+    run(*STAGES)
+    summary = io.read_json("metrics/train.json")
+    classes = len(world.CLASS_NAMES)
+    assert summary["val_images"] == classes  # shots 2: one per class held out ...
+    assert summary["real_images"] == classes  # ... and not trained on
+    mixed = records.read_mixed("data/mixed/train.csv")
+    assert summary["synthetic_images"] < sum(r.kind == "synthetic" for r in mixed)  # nor are their edits
+    assert summary["steps"] == math.ceil(max(summary["real_images"], summary["synthetic_images"]) / 4)
+    assert summary["checkpoint_step"] == summary["val_best_step"]
+    judged = [row["val_top1"] for row in io.read_csv("metrics/train_loss.csv")]
+    assert len(judged) == summary["steps"] and all(judged)  # val_every 1: judged at every step
+    assert not load_file("models/lora/head.safetensors")["head_offset"].any()  # head text: no offset
+    assert "top1" in io.read_json("metrics/eval.json")
+
+
+def test_best_val_without_a_validation_split_is_refused(project):
+    project(train={"select": "best-val"})
+    run("fetch", "prompt", "edit", "mix")
+    from varireal_pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code != 0 and "train.val_fraction" in result.output

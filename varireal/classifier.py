@@ -4,6 +4,7 @@ logits = scale * normalize(image_features) @ (normalize(text_features(class prom
 
 head_offset starts at zero, so before training the classifier is CLIP's zero-shot classifier;
 when the text tower is adapted (LoRA or full fine-tuning) gradients reach it through the prompts.
+With head "text" (the official head: class text embeddings only) head_offset stays zero, untrained.
 """
 
 from __future__ import annotations
@@ -107,14 +108,20 @@ def lora_config(rank: int, alpha: float, dropout: float, target_modules: list[st
     )
 
 
+HEADS = ("text", "text+offset")
+
+
 class Classifier(nn.Module):
-    def __init__(self, clip: nn.Module, tokens: torch.Tensor):
+    def __init__(self, clip: nn.Module, tokens: torch.Tensor, head: str = "text+offset"):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
         self.clip = clip
         self.register_buffer("tokens", tokens, persistent=False)
         with torch.no_grad():
             embed_dim = self.base.encode_text(tokens[:1]).shape[-1]
-        self.head_offset = nn.Parameter(torch.zeros(len(tokens), embed_dim))
+        # Saved and loaded with either head (zeros for "text"), so a checkpoint's layout does not depend on it.
+        self.head_offset = nn.Parameter(torch.zeros(len(tokens), embed_dim), requires_grad=head == "text+offset")
         self.scale = float(clip.logit_scale.exp().detach())
         self._frozen_text: torch.Tensor | None = None
 
@@ -146,7 +153,7 @@ def class_texts(class_names: list[str], template: str) -> list[str]:
 
 
 def build(class_names: list[str], model: str, pretrained: str | None, seed: int, finetune: str, lora=None, *,
-          template: str):
+          template: str, head: str = "text+offset"):
     """(Classifier, preprocess_train, preprocess_eval) with exactly the trainable parameters finetune asks for."""
     clip, preprocess_train, preprocess_eval, tokenizer = create_clip(model, pretrained, seed)
     tokens = tokenizer(class_texts(class_names, template))
@@ -158,7 +165,7 @@ def build(class_names: list[str], model: str, pretrained: str | None, seed: int,
         # The class prompts use a few dozen of its ~49k rows, but AdamW would rewrite all of them
         # every step: on a small model that is most of the optimizer's time.
         clip.token_embedding.requires_grad_(False)
-    return Classifier(clip, tokens), preprocess_train, preprocess_eval
+    return Classifier(clip, tokens, head), preprocess_train, preprocess_eval
 
 
 def save(classifier: Classifier, out: Path, meta: dict) -> None:

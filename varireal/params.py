@@ -351,19 +351,58 @@ class TrainParams(Section):
         "full", description="none: no training, the pretrained model as is (the zero-shot condition)")
     lora: LoraParams = LoraParams()
     seed: int = 0
-    steps: int = Field(150, ge=1)
-    batch_size: int = Field(32, ge=1)
+    steps: int | None = Field(150, ge=1, description="optimizer steps; null: computed from epochs")
+    epochs: float | None = Field(None, gt=0, description=(
+        "instead of steps: passes over the larger of the real and the synthetic set, steps = "
+        "ceil(epochs x that set / batch_size); null: steps decides"))
+    batch_size: int = Field(32, ge=1, description="per kind: each step sees this many real and this many synthetic")
     lr: float = Field(1e-3, gt=0)
+    lr_min: float = Field(0.0, ge=0, description="the cosine schedule ends here; warm-up starts here (official 1e-8)")
     weight_decay: float = Field(0.05, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     real_weight: float = Field(0.5, ge=0, le=1, description="lambda in lambda*CE(real) + (1-lambda)*CE(synthetic)")
-    augment: bool = True
+    augment: Literal["none", "light", "paper"] = Field(
+        "light", description="none: resize + normalise | light: open_clip's (crop 0.9-1) | paper: the official "
+                             "RandAugment, crop 0.25-1, flip, colour jitter, grayscale, blur, solarize")
+    template: str = Field("registry", description=(
+        "the class text of the head: registry (the dataset's own, e.g. pets: \"a pet photo of a {}\") or a "
+        "string with one {} for the class name"))
+    head: Literal["text", "text+offset"] = Field(
+        "text+offset", description="text: class text embeddings only (official) | text+offset: plus a learnable offset")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description=(
+        "real training images per class held out for validation (stratified, from seed); 0: none, unless the "
+        "fetch stage wrote a validation split"))
+    select: Literal["final", "best-val"] = Field(
+        "final", description="the checkpoint kept: the final step, or the best top-1 on the validation split "
+                             "(never the test split)")
+    val_every: int = Field(100, ge=1, description="select best-val: steps between evaluations on the validation split")
     device: Device = "auto"
     precision: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="autocast on CUDA; the CPU trains in fp32")
     threads: int = Field(2, ge=1, description="CPU threads; fixed so CPU results are reproducible")
     cache_images: bool = Field(True, description="decode each training image once and keep it in RAM")
     workers: int = Field(0, ge=0, description="data loader processes; >0 draws augmentations from other seeds")
     launcher: Launcher = "python -m"
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _old_boolean(cls, augment):
+        # Before the presets, augment was a boolean: true was open_clip's transform (light), false none.
+        return {True: "light", False: "none"}.get(augment, augment) if isinstance(augment, bool) else augment
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, template: str) -> str:
+        if template != "registry" and template.count("{}") != 1:
+            raise ValueError("must be registry or a text with exactly one {} for the class name")
+        return template
+
+    @model_validator(mode="after")
+    def _schedule(self):
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("set exactly one of train.steps and train.epochs (the other null)")
+        if self.lr_min >= self.lr:
+            raise ValueError("train.lr_min must be below train.lr")
+        return self
 
 
 class EvalParams(Section):

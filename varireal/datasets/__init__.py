@@ -54,7 +54,9 @@ class DatasetSpec:
     open: Callable[..., Dataset] | None = None  # (dataset params) -> Dataset
     rules: Callable[[str], Rules] | None = None  # a class's full prompt lists; None: the bank file
     bank: Traversable | Path | None = None  # the prompt bank file; None: varireal/prompt_bank/<name>.yaml
-    template: str = "a photo of a {}."  # the CLIP text of a class, for the classifier's head
+    # The CLIP text of a class, for the classifier's head (train.template: registry). The real datasets carry
+    # the official one: TEMPLATES_SMALL[0] "a {}photo of a {}" with the dataset word (models/clip.py).
+    template: str = "a photo of a {}."
     # dataset.split: coop: (dataset.root, dataset.download, the official Source) -> CoOp's train/val/test Source
     coop: Callable[[Path, bool, sources.Source], sources.Source] | None = None
 
@@ -89,6 +91,11 @@ def spec(name: str) -> DatasetSpec:
     return _DATASETS[name]
 
 
+def template(name: str, choice: str = "registry") -> str:
+    """The head's class text for dataset name: its registry entry's, or choice when that is an explicit text."""
+    return spec(name).template if choice == "registry" else choice
+
+
 def get(params) -> Dataset:
     """The Dataset that params (varireal.params.DatasetParams, already validated) names."""
     entry = spec(params.name)
@@ -118,10 +125,14 @@ def _embedded_world(params) -> Dataset:
 register(DatasetSpec("world", "a species of the procedural creatures in a synthetic world", open=_embedded_world,
                      rules=world.feasibility_rules))
 register(DatasetSpec("pets", "a cat or dog breed (Oxford-IIIT Pets)", load=sources.pets, mask="trimap", word="pet",
+                     template="a pet photo of a {}",
                      coop=sources.coop_from_file("oxford-iiit-pet", "split_zhou_OxfordPets.json", "oxford_pets")))
+# "a aircraft", not "an aircraft": the official template puts the word in "a {}photo of a {}" as is.
 register(DatasetSpec("aircraft", "an aircraft model variant (FGVC-Aircraft)", load=sources.aircraft, word="aircraft",
-                     coop=sources.aircraft_coop))
+                     template="a aircraft photo of a {}", coop=sources.aircraft_coop))
 register(DatasetSpec("cars", "a car make, model and year (Stanford Cars)", load=sources.cars, word="car",
+                     template="a car photo of a {}",
                      coop=sources.coop_from_file("stanford_cars", "split_zhou_StanfordCars.json", "stanford_cars")))
 register(DatasetSpec("flowers102", "a flower species (Oxford Flowers-102)", load=sources.flowers102, word="flower",
+                     template="a flower photo of a {}",
                      coop=sources.coop_from_file("flowers-102", "split_zhou_OxfordFlowers.json")))

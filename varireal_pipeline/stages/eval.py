@@ -17,7 +17,7 @@ def main(params_path="params.yaml") -> None:
     fix_cpu_threads(params.train.threads)
     class_names = io.read_json(RAW / "classes.json")
     test = records.read_split(RAW / "test.csv")
-    classifier, preprocess, _ = clf.load(CHECKPOINT, datasets.spec(params.dataset.name).template)
+    classifier, preprocess, _ = clf.load(CHECKPOINT, datasets.template(params.dataset.name, params.train.template))
     device = resolve_device(params.train.device)
     best = evaluation.ranked(classifier, test, preprocess, params.eval.batch_size, device)
     predictions = [labels[0] for labels in best]
