@@ -32,7 +32,7 @@ def tiny_stand_ins(tmp_path, tiny_diffusion, tiny_clip_config, vqa_filter: bool 
                  "filter": {"model": str(says_yes) if says_yes else None, "device": "cpu"}},
         "score": {"model": str(tiny_clip_config), "pretrained": str(pretrained), "batch_size": 8, "threads": 1},
         "mix": {"synthetic_per_class": 2},
-        "train": {"model": str(tiny_clip_config), "pretrained": str(pretrained), "steps": 3, "batch_size": 4,
+        "train": {"model": str(tiny_clip_config), "pretrained": str(pretrained), "steps": 3, "epochs": None, "batch_size": 4,
                   "workers": 0, "cache_images": True, "threads": 1},
         "eval": {"batch_size": 8},
     }
