@@ -121,6 +121,7 @@ def test_two_processes_train_like_one(project, tmp_path_factory, fresh_accelerat
                                                                      "model.safetensors"]
 
 
+@pytest.mark.slow  # tens of seconds of 2-process launches or a second DVC run: `make test-slow`, which CI runs
 def test_two_processes_pick_the_same_validation_checkpoint_as_one(project, fresh_accelerate_state):
     # best-val: every process judges the whole validation split with the same weights, so all choose alike.
     project(train={"device": "cpu", "steps": 4, "batch_size": 5, "augment": "none", "finetune": "full",
@@ -137,6 +138,7 @@ def test_two_processes_pick_the_same_validation_checkpoint_as_one(project, fresh
         {k: v for k, v in single.items() if "loss" not in k and k != "processes"}
 
 
+@pytest.mark.slow  # tens of seconds of 2-process launches or a second DVC run: `make test-slow`, which CI runs
 def test_the_paper_augmentation_trains_in_two_processes(project, fresh_accelerate_state):
     project(train={"device": "cpu", "steps": 2, "batch_size": 4, "augment": "paper", "workers": 1})
     run_in_process("fetch", "prompt", "edit", "mix")
@@ -155,6 +157,7 @@ def comparable(name: str, weight: torch.Tensor) -> torch.Tensor:
     return torch.cat([weight[:width], weight[2 * width:]])
 
 
+@pytest.mark.slow  # tens of seconds of 2-process launches or a second DVC run: `make test-slow`, which CI runs
 def test_a_global_batch_smaller_than_the_processes_is_refused(project):
     project(train={"device": "cpu", "steps": 2, "batch_size": 1})
     run_in_process("fetch", "prompt", "edit", "mix")

@@ -79,6 +79,7 @@ def test_repro_runs_every_stage_once_then_nothing(dvc_project):
     assert run.data.tags["git.commit"] == sh("git", "rev-list", "--max-parents=0", "HEAD").strip()
 
 
+@pytest.mark.slow  # tens of seconds of 2-process launches or a second DVC run: `make test-slow`, which CI runs
 def test_fresh_clone_reproduces_the_committed_lock_and_logs_its_run(dvc_project, tmp_path):
     root, sh, _ = dvc_project
     clone = tmp_path / "clone"

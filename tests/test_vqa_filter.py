@@ -179,6 +179,7 @@ def test_a_killed_filtered_edit_resumes_reusing_its_verdicts(project, says_no, m
     assert len(judged) < EDITS // 2 * (CYCLES + 1)
 
 
+@pytest.mark.slow  # tens of seconds of 2-process launches or a second DVC run: `make test-slow`, which CI runs
 def test_two_processes_write_what_one_filtered_process_writes(project, says_no):
     filtered(project, says_no)
     run("fetch", "prompt", "edit")
