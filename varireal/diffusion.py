@@ -70,12 +70,15 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
     return ndimage.distance_transform_edt(~mask) <= pixels
 
 
-def canny_edges(image: np.ndarray, low: int, high: int) -> Image.Image:
+def _control_image(edges: np.ndarray) -> Image.Image:
     """The ControlNet's control image: Canny edges as white lines on black, three channels."""
+    return Image.fromarray(np.stack([edges] * 3, axis=-1))
+
+
+def canny_edges(image: np.ndarray, low: int, high: int) -> Image.Image:
     import cv2
 
-    edges = cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), low, high)
-    return Image.fromarray(np.stack([edges] * 3, axis=-1))
+    return _control_image(cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), low, high))
 
 
 def _resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -107,8 +110,7 @@ def adaptive_canny(image: np.ndarray) -> Image.Image:
     import cv2
 
     low = int(max(0, 0.7 * float(np.median(cv2.blur(image, (5, 5))))))
-    edges = cv2.Canny(np.ascontiguousarray(image), low, 255)
-    return Image.fromarray(np.stack([edges] * 3, axis=-1))
+    return _control_image(cv2.Canny(np.ascontiguousarray(image), low, 255))
 
 
 def sharpen(image: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ import numpy as np
 from scipy.ndimage import binary_fill_holes
 
 from varireal import io
-from varireal.errors import StageError, first_line
 
 # A connected component smaller than this share of the largest one is noise, not a second object.
 KEEP_COMPONENT_FRACTION = 0.2
@@ -135,11 +134,9 @@ def _load(loader, model: str, key: str, trust_remote_code: bool):
     """loader.from_pretrained(model); a model that cannot be loaded is one line naming its param."""
     from varireal.hub import from_pretrained
 
-    try:
-        return from_pretrained(loader, model, key, trust_remote_code)
-    except (OSError, ValueError, KeyError) as err:  # not on the hub, offline, the wrong kind of model, not a valid id
-        raise StageError(f"cannot load {key}={model!r} ({first_line(err)}); give a model id the hub has or a "
-                         "local folder, or choose another dataset.mask.method or dataset.mask.fallback") from None
+    return from_pretrained(loader, model, key, trust_remote_code,
+                           hint="give a model id the hub has or a local folder, or choose another "
+                                "dataset.mask.method or dataset.mask.fallback")
 
 
 class GroundedSam:

@@ -124,15 +124,16 @@ class VqaJudge:
     """A transformers vision-language model asked yes/no questions through its chat template."""
 
     def __init__(self, model_id: str, device: torch.device, trust_remote_code: bool = False,
-                 key: str = "score.vqa_model"):
-        """key: the param that named the model, for error messages."""
+                 key: str = "score.vqa_model", hint: str | None = None):
+        """key: the param that named the model, for error messages; hint: what to do when it cannot be
+        loaded (hub.from_pretrained)."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         from varireal.hub import from_pretrained
 
-        self.processor = from_pretrained(AutoProcessor, model_id, key, trust_remote_code)
+        self.processor = from_pretrained(AutoProcessor, model_id, key, trust_remote_code, hint)
         self.processor.tokenizer.padding_side = "left"  # a batch's answers all start where its prompts end
-        self.model = from_pretrained(AutoModelForImageTextToText, model_id, key, trust_remote_code,
+        self.model = from_pretrained(AutoModelForImageTextToText, model_id, key, trust_remote_code, hint,
                                      dtype="auto").to(device).eval()
 
     @torch.no_grad()

@@ -106,12 +106,9 @@ def load_judge(settings, edit_device):
     from varireal.scoring import VqaJudge
 
     device = edit_device if settings.device == "auto" and edit_device is not None else resolve_device(settings.device)
-    try:
-        return VqaJudge(settings.model, device, settings.trust_remote_code, key="edit.filter.model")
-    except (OSError, ValueError) as err:  # not there, not downloaded, or not a vision-language model
-        raise StageError(f"cannot load edit.filter.model={settings.model!r} ({err.__class__.__name__}); give a "
-                         "transformers vision-language model id or local folder, downloaded beforehand for an "
-                         "offline run") from None
+    return VqaJudge(settings.model, device, settings.trust_remote_code, key="edit.filter.model",
+                    hint="give a transformers vision-language model id or local folder, downloaded beforehand "
+                         "for an offline run")
 
 
 def main(params_path="params.yaml") -> None:
