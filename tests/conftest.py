@@ -35,9 +35,17 @@ SMALL = {
     "prompt": {"values_per_list": 2},
     "edit": {"per_image": 2},
     "mix": {"synthetic_per_class": 4},
+    "pretrain": {"corpus_size": 256, "image_size": 32, "steps": 2, "batch_size": 32, "heldout": 20, "workers": 1,
+                 "threads": 1},
     "train": {"steps": 3, "batch_size": 4, "threads": 1, "workers": 0},
     "eval": {"batch_size": 16},
 }
+
+
+def with_model(model: str) -> dict:
+    """SMALL with every CLIP of the pipeline the given one: the world-CLIP is pretrained as it, and train and
+    score start from that world-CLIP (the default's pretrained: world)."""
+    return merged(SMALL, {section: {"model": model} for section in ("pretrain", "score", "train")})
 
 
 @pytest.fixture
@@ -53,7 +61,7 @@ def project(tmp_path, monkeypatch, tiny_clip_config):
     `project(**overrides)` that rewrites params.yaml and returns its path."""
     monkeypatch.chdir(tmp_path)
     base = yaml.safe_load((REPO / "params.yaml").read_text())
-    small = merged(SMALL, {"train": {"model": str(tiny_clip_config)}})
+    small = with_model(str(tiny_clip_config))
 
     def write(**overrides) -> Path:
         params = merged(merged(base, small), overrides)

@@ -281,7 +281,7 @@ def test_the_whole_pipeline_runs_on_the_cleaned_data(bad_pets, project, tiny_cli
         {name: {attribute: {"feasible": found[:2], "infeasible": found[2:]} for attribute, found in values.items()}
          for name in CLASSES},
         {name: {value: colors.world_colours(value) for value in values["color"]} for name in CLASSES}))
-    run("edit", "score", "mix", "train", "eval")
+    run("edit", "pretrain", "score", "mix", "train", "eval")
     manifest = io.read_csv("data/synthetic/manifest.csv")
     assert {Path(row["source"]).stem for row in manifest} >= {"Bengal_10", "american_bulldog_9"}
     (mlflow_run,) = mlflow_runs()

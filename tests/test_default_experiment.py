@@ -15,7 +15,7 @@ from conftest import REPO
 def test_embedded_default_is_well_above_chance_and_below_saturation(tmp_path, monkeypatch):
     shutil.copy(REPO / "params.yaml", tmp_path)
     monkeypatch.chdir(tmp_path)
-    for stage in ["fetch", "prompt", "edit", "mix", "train", "eval"]:
+    for stage in ["fetch", "prompt", "edit", "pretrain", "mix", "train", "eval"]:
         result = CliRunner().invoke(app, [stage])
         assert result.exit_code == 0, result.output
     top1 = io.read_json("metrics/eval.json")["top1"]

@@ -89,7 +89,7 @@ def test_pets_profile_at_the_official_regime_logs_every_condition(project, tmp_p
     stand_ins["edit"]["attributes"] = ["color"]
     base = profiles.merged(pets, stand_ins)
     project(**base)
-    run("fetch", "prompt", "edit", "score")
+    run("fetch", "prompt", "edit", "pretrain", "score")
     real = len(split["train"])
     assert len(io.read_csv("data/raw/train.csv")) == real and len(io.read_csv("data/raw/val.csv")) == len(split["val"])
     assert len(io.read_csv("data/raw/test.csv")) == len(split["test"])

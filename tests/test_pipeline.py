@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SMALL, TINY_CLIP, merged
+from conftest import REPO, TINY_CLIP, merged, with_model
 from launching import free_port
 
-STAGES = ["fetch", "prompt", "edit", "score", "mix", "train", "eval"]
+STAGES = ["fetch", "prompt", "edit", "pretrain", "score", "mix", "train", "eval"]
 
 
 def ran(output: str) -> list[str]:
@@ -29,7 +29,7 @@ def dvc_project(tmp_path_factory):
     shutil.copy(REPO / "dvc.yaml", root)
     (root / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
     params = merged(yaml.safe_load((REPO / "params.yaml").read_text()),
-                    merged(SMALL, {"train": {"model": "tiny-clip.json"}}))
+                    with_model("tiny-clip.json"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
 

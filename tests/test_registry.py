@@ -72,7 +72,7 @@ def run(*stages):
 def test_a_registered_dataset_runs_the_whole_pipeline(project, tmp_path, toy):
     write_toy(tmp_path / "datasets")
     project(dataset={"name": "toy", "root": str(tmp_path / "datasets"), "shots": 2})
-    run("fetch", "prompt", "edit", "score", "mix", "train", "eval")
+    run("fetch", "prompt", "edit", "pretrain", "score", "mix", "train", "eval")
 
     assert io.read_json("data/raw/classes.json") == sorted(TOY_CLASSES)  # ImageFolder sorts its folders
     assert {row["mask_method"] for row in io.read_csv("data/raw/train.csv")} <= {"grabcut", "box"}

@@ -291,7 +291,7 @@ def test_report_table_and_statistics(store):
         (verdicts.count("different"), verdicts.count("inconclusive"), 0, 0)
     assert logged.data.params["report.margin"] == "1.0"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id)}
-    assert artifacts == {"report.md", "report.csv", "top1_vs_ratio.png", "top1_vs_ratio.csv", "differences.png"}
+    assert artifacts == {"report.md", "report.csv", "top1_vs_ratio.png", "top1_vs_ratio.csv", "differences.png", "gaps.png"}
 
     again = report("--out", "second")
     assert again.exit_code == 0, again.output
@@ -416,3 +416,29 @@ def test_margin_sets_what_equivalent_means(store):
     assert "equivalent within +-5 pp" in result.output
 
     assert report("--margin", "0").exit_code == 2  # a margin must be positive
+
+
+def test_feasibility_gap_per_setting_is_the_infeasible_minus_feasible_difference(empty_project, tmp_path):
+    """A study: two fine-tuning strengths, each with feasible and infeasible runs over two seeds. gaps.png's
+    points are the infeasible-vs-feasible comparisons of each setting, in the settings' numeric order."""
+    from varireal_pipeline.report import grouping, rendering
+
+    # lr 0.001: infeasible 20 points below feasible; lr 0.0001: 2 points. 200 images, so exact fractions.
+    right = {(0.001, 0.0): 140, (0.001, 1.0): 100, (0.0001, 0.0): 140, (0.0001, 1.0): 136}
+    for (lr, ratio), count in right.items():
+        for seed in (0, 1):
+            correct = np.zeros(IMAGES, dtype=bool)
+            correct[np.random.default_rng([seed, int(lr * 1e4), int(ratio)]).permutation(IMAGES)[:count + seed]] = True
+            log_eval_run("color", ratio, seed, correct, tmp_path / f"{lr}-{ratio}-{seed}", **{"train.lr": lr})
+    result = report()
+    assert result.exit_code == 0, result.output
+    with Image.open("reports/gaps.png") as image:
+        image.verify()
+
+    from varireal_pipeline.report.reading import read_runs
+
+    runs, notes = read_runs(f"sqlite:///{Path('mlflow.db').resolve()}", "varireal")
+    gaps = rendering.feasibility_gaps(grouping.build(runs, notes, 200, 0, 0.01))
+    by_setting = {c.group.setting: round(100 * c.result.difference, 6) for c in gaps}
+    assert by_setting == {"train.lr=0.001": -20.0, "train.lr=0.0001": -2.0}
+    assert sorted(by_setting, key=rendering._setting_order) == ["train.lr=0.0001", "train.lr=0.001"]

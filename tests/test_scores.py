@@ -87,7 +87,7 @@ def test_parse_yes_no():
 def scored(project, tiny_clip_config):
     """The small world project through fetch, prompt, edit and score, with the tiny CLIP for the scores."""
     project(score={"model": str(tiny_clip_config), "batch_size": 16, "threads": 1})
-    run("fetch", "prompt", "edit", "score")
+    run("fetch", "prompt", "edit", "pretrain", "score")
     return project
 
 

@@ -12,7 +12,7 @@ from varireal import io, records
 from varireal.classifier import create_clip
 from varireal.datasets import world
 
-STAGES = ["fetch", "prompt", "edit", "score", "mix", "train", "eval"]
+STAGES = ["fetch", "prompt", "edit", "pretrain", "score", "mix", "train", "eval"]
 
 
 def run(*stages):
@@ -50,7 +50,12 @@ def test_pipeline_stages_write_their_outputs(project):
     assert len(mixed) == len(classes) * (2 + 4)
     assert {row["feasibility"] for row in mixed if row["source"] == "synthetic"} == {"feasible"}
 
-    assert Path("models/lora/model.safetensors").is_file() and Path("models/lora/head.safetensors").is_file()
+    # The default: LoRA on the world-CLIP the pretrain stage wrote.
+    assert Path("models/world-clip/model.safetensors").is_file()
+    assert io.read_json("metrics/pretrain.json")["steps"] == 2
+    assert Path("models/lora/adapter/adapter_model.safetensors").is_file() and Path("models/lora/head.safetensors").is_file()
+    assert not Path("models/lora/model.safetensors").exists()
+    assert io.read_json("models/lora/classifier.json")["pretrained"] == "models/world-clip/model.safetensors"
     assert io.read_json("metrics/train.json")["steps"] == 3
 
     # eval.json's top1 is the accuracy of the predictions it kept, computed again here.
@@ -71,7 +76,9 @@ def test_pipeline_stages_write_their_outputs(project):
 
 
 def test_training_learns_the_training_set(project):
-    project(train={"steps": 100, "lr": 0.003, "batch_size": 10, "augment": False}, mix={"synthetic_per_class": 0})
+    # Full fine-tuning from random weights: the mechanics of training, not what LoRA can reach.
+    project(train={"steps": 100, "lr": 0.003, "batch_size": 10, "augment": False, "finetune": "full", "pretrained": None},
+            mix={"synthetic_per_class": 0})
     run("fetch", "prompt", "edit", "mix", "train")
     losses = [float(row["loss"]) for row in io.read_csv("metrics/train_loss.csv")]
     chance = math.log(len(world.CLASS_NAMES))
@@ -81,10 +88,11 @@ def test_training_learns_the_training_set(project):
 
 def test_training_is_deterministic(project):
     project(train={"steps": 4, "workers": 1})  # augmentation runs in a loader process: seeded all the same
-    run("fetch", "prompt", "edit", "mix", "train")
-    first = Path("models/lora/model.safetensors").read_bytes()
+    run("fetch", "prompt", "edit", "pretrain", "mix", "train")
+    adapter = Path("models/lora/adapter/adapter_model.safetensors")
+    first = adapter.read_bytes()
     run("train")
-    assert Path("models/lora/model.safetensors").read_bytes() == first
+    assert adapter.read_bytes() == first
 
 
 def test_lora_adapts_only_adapters_of_a_pretrained_clip(project, tiny_clip_config, tmp_path):

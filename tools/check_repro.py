@@ -3,7 +3,7 @@
 Clones HEAD into a temporary folder, runs `dvc repro` there and holds the result against the committed
 dvc.lock and metrics:
 - data stages (fetch, prompt, edit, mix): every output byte for byte, on any CPU;
-- model stages (score, train, eval): torch's float kernels are chosen per CPU and round differently,
+- model stages (pretrain, score, train, eval): torch's float kernels are chosen per CPU and round differently,
   so on another kind of CPU their bytes may differ; their metrics must then agree within TOLERANCES.
   Where the bytes match too (the CPU kind that made the lock), it says so.
 
@@ -32,7 +32,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("fetch", "prompt", "edit", "mix")
-PIPELINE = ("fetch", "prompt", "edit", "score", "mix", "train", "eval")  # dvc.yaml's order, for the report
+PIPELINE = ("fetch", "prompt", "edit", "pretrain", "score", "mix", "train", "eval")  # dvc.yaml's order, for the report
 
 # Largest absolute difference allowed in a model stage's metric file, by file and top-level key; the
 # rest of a file must match exactly (counts, names). Measured across kernels on one machine (README):
@@ -42,6 +42,8 @@ TOLERANCES = {
     "metrics/train.json": {"final_loss": 1e-3, "mean_loss_last_10pct": 1e-3},
     "metrics/train_loss.csv": {"loss": 1e-3},
     "metrics/scores.json": {"auroc_feasibility": 1e-3, "mean": 1e-3},
+    "metrics/pretrain.json": {"final_loss": 1e-3, "zero_shot_top1_heldout": 0.01, "retrieval_top1_heldout": 0.01},
+    "metrics/pretrain_loss.csv": {"loss": 1e-3},
 }
 
 

@@ -168,6 +168,13 @@ def build(class_names: list[str], model: str, pretrained: str | None, seed: int,
     return Classifier(clip, tokens, head), preprocess_train, preprocess_eval
 
 
+def save_weights(clip: nn.Module, path: Path) -> None:
+    """Every weight of an open_clip model, as open_clip's `pretrained=<file>.safetensors` loads it."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, path)
+
+
 def save(classifier: Classifier, out: Path, meta: dict) -> None:
     """LoRA: peft adapter (safetensors) + head; full: every weight; none (zero-shot): the head only, the
     weights being the pretrained ones load() recreates. Always safetensors, never pickle."""
@@ -177,8 +184,7 @@ def save(classifier: Classifier, out: Path, meta: dict) -> None:
     if meta["finetune"] == "lora":
         classifier.clip.save_pretrained(out / "adapter")
     elif meta["finetune"] != "none":
-        weights = {k: v.contiguous() for k, v in classifier.base.state_dict().items()}
-        save_file(weights, out / "model.safetensors")
+        save_weights(classifier.base, out / "model.safetensors")
     save_file({"head_offset": classifier.head_offset.detach().contiguous()}, out / "head.safetensors")
     (out / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
 

@@ -3,11 +3,8 @@ which the main process merges."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache, partial
 from itertools import groupby
 from pathlib import Path
@@ -19,7 +16,7 @@ from varireal.edit_plan import EditItem
 from varireal.editing import Editor
 from varireal.errors import StageError
 from varireal.records import ManifestRow
-from varireal.runtime import cpu_count
+from varireal.runtime import cpu_count, worker_pool
 
 
 def cpu_workers(setting: int | str, local_processes: int) -> int:
@@ -48,26 +45,10 @@ def edit_to_files_in_workers(editor: Editor, jobs: list[tuple[EditItem, Path]], 
     finished task wrote. Workers get items, not pixels: decoding, editing and PNG encoding all run in
     parallel, and nothing big crosses a pipe. For CPU editors only (a GPU wants one process)."""
     tasks = [list(group) for _, group in groupby(jobs, key=lambda job: job[0].source)]
-    # spawn, not fork: the parent may hold threads, sockets and a CUDA context (torch.distributed's
-    # process group) that a forked child would inherit in an unknown state.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_end_with_parent) as pool:
+    with worker_pool(workers) as pool:
         # map submits every task now and cancels the unstarted ones if this generator is closed early.
         for written in pool.map(partial(edit_to_files, editor), tasks):
             yield len(written)
-
-
-def _end_with_parent() -> None:
-    """Pool initializer. A parent killed with SIGKILL cannot stop its workers, which would wait for work
-    forever (and keep writing to the work folder the next run uses); a thread ends the worker as soon as
-    the parent is gone."""
-    parent = multiprocessing.parent_process()
-
-    def watch() -> None:
-        parent.join()  # returns when the parent's end of a pipe closes, however it died
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 # Shards: each process's part of the manifest, merged by the main process -----------------------------

@@ -51,6 +51,15 @@ Attribute = Annotated[str, _registered("attribute", attribute_names)]
 
 
 Device = Literal["auto", "cpu", "cuda"]
+
+
+def _workers(workers):
+    if workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+        return workers
+    raise ValueError("must be auto or a whole number of at least 1")
+
+
+Workers = Annotated[Literal["auto"] | int, BeforeValidator(_workers)]
 # What runs `varireal <stage>` in dvc.yaml (`cmd: ${edit.launcher} varireal edit`): one process, or one per
 # GPU as `accelerate config` set them up; torchrun and mpirun also work (anything ending in -m).
 def _launcher(command: str) -> str:
@@ -282,20 +291,13 @@ class EditParams(Section):
     texture_strength: float = Field(0.8, ge=0, le=1, description="how much the new texture replaces the old (diffusion: before inpainting)")
     batch_size: int = Field(4, ge=1, description="diffusion: items per pipeline call")
     device: Device = Field("auto", description="diffusion: auto is each process's own GPU under accelerate")
-    workers: Literal["auto"] | int = Field(
+    workers: Workers = Field(
         "auto", description="composite: processes editing in parallel on the CPU; auto: this process's CPUs divided "
                             "by the accelerate processes on this machine. The diffusion editor runs in its process "
                             "(one per GPU: accelerate launch)")
     launcher: Launcher = "python -m"
     diffusion: DiffusionParams = DiffusionParams()
     filter: FilterParams = FilterParams()
-
-    @field_validator("workers", mode="before")
-    @classmethod
-    def _workers(cls, workers):
-        if workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
-            return workers
-        raise ValueError("must be auto or a whole number of at least 1")
 
     @model_validator(mode="after")
     def _unique_attributes(self):
@@ -306,12 +308,42 @@ class EditParams(Section):
 
 
 
+class CaptionParams(Section):
+    species_share: float = Field(0.3, ge=0, le=1, description=(
+        "share of captions that name the picture's species; the rest name its family (\"a star\", \"a foil\")"))
+    attribute_share: float = Field(0.5, ge=0, le=1, description=(
+        "chance that a caption names each of colour, texture and background (independently)"))
+
+
+class PretrainParams(Section):
+    """The world-CLIP (the pretrain stage): a small CLIP pretrained contrastively on a captioned corpus of
+    the embedded world, the offline stand-in for CLIP's web pretraining (README "The world-CLIP")."""
+
+    model: str = Field("varireal-mini", description="open_clip model name or local JSON config to pretrain")
+    corpus_size: int = Field(20000, ge=256, description="captioned pictures rendered (the task's and extra species)")
+    image_size: int = Field(64, ge=16, description="rendered side in pixels: the model's input size")
+    captions: CaptionParams = CaptionParams()
+    infeasible_share: float = Field(0.1, ge=0, le=1, description=(
+        "share of pictures whose colour, texture and background ignore the species' feasibility rules"))
+    steps: int = Field(410, ge=0, description="optimizer steps; 0: the random initial weights, untrained")
+    batch_size: int = Field(256, ge=2, description="image-caption pairs per step (the in-batch negatives)")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    seed: int = Field(0, description="the corpus and the initial weights")
+    heldout: int = Field(1000, ge=10, description=(
+        "fresh pictures for the stage's own figures: zero-shot top-1 on the task's species, caption retrieval"))
+    workers: Workers = Field("auto", description="processes rendering the corpus; auto: every CPU")
+    threads: int = Field(2, ge=1, description="CPU threads for training; fixed so CPU results are reproducible")
+
+
 class ScoreParams(Section):
     """Scores of every synthetic image (the score stage): CLIP feasibility and attribute presence,
     identity (pixels kept, CLIP similarity to the source), and optionally a VQA judge."""
 
     model: str = Field("varireal-mini", description="open_clip model name or local JSON config for the CLIP scores")
-    pretrained: str | None = Field(None, description="its open_clip pretrained tag or checkpoint; null = random init")
+    pretrained: str | None = Field("world", description=(
+        "its open_clip pretrained tag or checkpoint; world: the pretrain stage's world-CLIP; null = random init"))
     vqa_model: str | None = Field(None, description="transformers vision-language model for the yes/no judge; null: off")
     batch_size: int = Field(64, ge=1)
     device: Device = "auto"
@@ -346,9 +378,10 @@ class LoraParams(Section):
 
 class TrainParams(Section):
     model: str = "varireal-mini"
-    pretrained: str | None = None
+    pretrained: str | None = Field("world", description=(
+        "open_clip pretrained tag (openai) or checkpoint file; world: the pretrain stage's world-CLIP; null: random"))
     finetune: Literal["lora", "full", "none"] = Field(
-        "full", description="none: no training, the pretrained model as is (the zero-shot condition)")
+        "lora", description="none: no training, the pretrained model as is (the zero-shot condition)")
     lora: LoraParams = LoraParams()
     seed: int = 0
     steps: int | None = Field(150, ge=1, description="optimizer steps; null: computed from epochs")
@@ -419,11 +452,22 @@ class Params(Section):
     dataset: DatasetParams = DatasetParams()
     prompt: PromptParams = PromptParams()
     edit: EditParams = EditParams()
+    pretrain: PretrainParams = PretrainParams()
     score: ScoreParams = ScoreParams()
     mix: MixParams = MixParams()
     train: TrainParams = TrainParams()
     eval: EvalParams = EvalParams()
     tracking: TrackingParams = TrackingParams()
+
+    @model_validator(mode="after")
+    def _world_clip_model(self):
+        # The world-CLIP's weights fit the architecture it was pretrained as, and no other.
+        for section in ("train", "score"):
+            settings = getattr(self, section)
+            if settings.pretrained == "world" and settings.model != self.pretrain.model:
+                raise ValueError(f"{section}.pretrained world is the pretrain stage's {self.pretrain.model}: set "
+                                 f"{section}.model to it (it is {settings.model})")
+        return self
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys, as MLflow shows them: {"mix.infeasible_ratio": 0.5, ...}."""

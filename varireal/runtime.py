@@ -6,7 +6,10 @@ tensor (the composite edit, mix) runs alone without loading either.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -87,8 +90,31 @@ def fix_cpu_threads(threads: int, deterministic: bool = False) -> None:
     torch.set_num_threads(threads)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # Deterministic mode also fills every new tensor with NaN, a guard against kernels that read memory
+        # they never wrote; none of ours does, and the filling took a quarter of a pretraining step.
+        torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def cpu_count() -> int:
     """The CPUs this process may use (its affinity, which a batch scheduler sets), not the machine's."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Processes for CPU work (composite edits, rendering). spawn, not fork: the parent may hold threads,
+    sockets and a CUDA context (torch.distributed's process group) that a forked child would inherit in
+    an unknown state."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_end_with_parent)
+
+
+def _end_with_parent() -> None:
+    """Pool initializer. A parent killed with SIGKILL cannot stop its workers, which would wait for work
+    forever (and keep writing to the work folder the next run uses); a thread ends the worker as soon as
+    the parent is gone."""
+    parent = multiprocessing.parent_process()
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of a pipe closes, however it died
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()

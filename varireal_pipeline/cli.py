@@ -66,6 +66,14 @@ def edit(params: Path = PARAMS) -> None:
 
 
 @app.command()
+def pretrain(params: Path = PARAMS) -> None:
+    """Pretrain the world-CLIP (models/world-clip/) on a captioned corpus of the embedded world."""
+    from varireal_pipeline.stages import pretrain as stage
+
+    _run(stage, params)
+
+
+@app.command()
 def score(params: Path = PARAMS) -> None:
     """Score every synthetic image (feasibility, presence, identity, VQA) into data/scores/."""
     from varireal_pipeline.stages import score as stage

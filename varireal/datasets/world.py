@@ -29,6 +29,16 @@ SPECIES = [
     ("heptastar", 7, True),
 ]
 CLASS_NAMES = [name for name, _, _ in SPECIES]
+# Species that exist in the world but are not among the task's classes: the pretraining corpus shows
+# them too (varireal/pretraining.py), so the pretrained CLIP knows more of the world than the task asks.
+EXTRA_SPECIES = [
+    ("octofoil", 8, False),
+    ("nonafoil", 9, False),
+    ("octastar", 8, True),
+    ("nonastar", 9, True),
+]
+ALL_SPECIES = SPECIES + EXTRA_SPECIES
+ALL_NAMES = [name for name, _, _ in ALL_SPECIES]
 ATTRIBUTES = ("background", "color", "texture")  # the world's own: each instance has one value of each
 # Every value the procedural library paints, as the attribute registry lists them.
 VOCABULARY = {attribute: list(attributes.get(attribute).procedural) for attribute in ATTRIBUTES}
@@ -48,7 +58,7 @@ def feasible_values(class_name: str) -> dict[str, list[str]]:
     Strides are chosen so that species share some values but no value identifies a species:
     colour and background carry some class information, as they do in real data, but not all.
     """
-    species = CLASS_NAMES.index(class_name)
+    species = ALL_NAMES.index(class_name)
     picks = {
         "background": _feasible_indices(species, 3, 2, len(VOCABULARY["background"])),
         "color": _feasible_indices(species, 3, 5, len(VOCABULARY["color"])),
@@ -81,10 +91,11 @@ class Instance:
     texture: str
 
 
-def sample_instance(class_name: str, rng: np.random.Generator) -> Instance:
-    """A photo-like instance: every attribute drawn from the species' feasible values."""
-    feasible = feasible_values(class_name)
-    return Instance(class_name, *(str(rng.choice(feasible[a])) for a in ATTRIBUTES))
+def sample_instance(class_name: str, rng: np.random.Generator, feasible_only: bool = True) -> Instance:
+    """A photo-like instance: every attribute drawn from the species' feasible values, or (feasible_only
+    False) from every value the world paints, as an edited or odd picture would show it."""
+    choices = feasible_values(class_name) if feasible_only else VOCABULARY
+    return Instance(class_name, *(str(rng.choice(choices[a])) for a in ATTRIBUTES))
 
 
 def _outline_radius(theta: np.ndarray, lobes: int, pointed: bool, depth: float) -> np.ndarray:
@@ -99,7 +110,7 @@ def _outline_radius(theta: np.ndarray, lobes: int, pointed: bool, depth: float) 
 
 def render_instance(instance: Instance, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Render one image. Returns (RGB uint8 (size, size, 3), mask uint8 {0, 255})."""
-    _, lobes, pointed = SPECIES[CLASS_NAMES.index(instance.class_name)]
+    _, lobes, pointed = ALL_SPECIES[ALL_NAMES.index(instance.class_name)]
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     cx, cy = size * (0.5 + rng.uniform(-0.08, 0.08, 2))
     radius = size * rng.uniform(0.28, 0.38)

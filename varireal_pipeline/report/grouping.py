@@ -28,7 +28,7 @@ NOT_GROUPED = ("train.seed", "tracking.")
 UNUSED_BY_REAL_ONLY = ("prompt.", "edit.", "score.", "mix.attribute", "mix.infeasible_ratio",
                        "mix.filter_score", "mix.filter_min")
 # A zero-shot model is the pretrained one: only these params can change it.
-USED_BY_ZERO_SHOT = ("dataset.", "train.model", "train.pretrained", "train.finetune")
+USED_BY_ZERO_SHOT = ("dataset.", "pretrain.", "train.model", "train.pretrained", "train.finetune")
 # A condition's baseline is the real-only group that agrees on everything outside the synthetic set.
 SYNTHETIC_SETUP = ("prompt.", "edit.", "score.", "mix.")
 # Shown in their own columns, so never in the `setting` column.

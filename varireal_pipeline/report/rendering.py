@@ -1,4 +1,5 @@
-"""The report's files: report.md, report.csv, top1_vs_ratio.csv and top1_vs_ratio.png.
+"""The report's files (FILES): the table, the top-1 against the ratio, each comparison's difference and the
+feasibility gap per attribute against the setting (gaps.png: a study over fine-tuning or backbone strength).
 
 Accuracies are fractions up to here; these files show them in percent (points for differences).
 """
@@ -8,12 +9,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from varireal import io, mixing, statistics
 from varireal.statistics import ALPHA
 
 from varireal_pipeline.report.grouping import Comparison, Group, Report
 
-FILES = ("report.md", "report.csv", "top1_vs_ratio.png", "top1_vs_ratio.csv", "differences.png")
+FILES = ("report.md", "report.csv", "top1_vs_ratio.png", "top1_vs_ratio.csv", "differences.png", "gaps.png")
 CSV_COLUMNS = ("dataset", "attribute", "condition", "infeasible_ratio", "setting", "n_seeds", "seeds", "top1_mean_pct",
                "top1_std_pct", "reference", "n_paired_seeds", "paired_seeds", "diff_pct", "diff_per_seed_pct",
                "sd_diff_pct", "ci_low_pct", "ci_high_pct", "p_paired_t", "p_holm", "tost_p", "margin_pct", "verdict",
@@ -335,6 +338,60 @@ def plot_differences(report: Report, path: Path) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def feasibility_gaps(report: Report) -> list[Comparison]:
+    """The infeasible-vs-feasible comparisons (real + synthetic, or synthetic only): the feasibility gap of an
+    attribute in one setting."""
+    return [c for c in report.comparisons
+            if mixing.synthetic_kind(c.group.condition) == "infeasible"
+            and mixing.synthetic_kind(c.reference.condition) == "feasible"
+            and mixing.is_synthetic_only(c.group.condition) == mixing.is_synthetic_only(c.reference.condition)]
+
+
+def _setting_order(setting: str) -> tuple:
+    """Settings in the order of their values, numbers as numbers ("train.lr=0.0001" before "train.lr=0.001")."""
+    def value(text: str):
+        try:
+            return (0, float(text), "")
+        except ValueError:
+            return (1, 0.0, text)
+
+    return tuple((key, value(text)) for key, _, text in (part.partition("=") for part in setting.split(", ")))
+
+
+def plot_gaps(report: Report, path: Path) -> None:
+    """The feasibility gap (infeasible - feasible top-1, pp) per attribute against the setting, with its 95% t
+    interval over seeds and the equivalence margin: where feasibility matters and where it does not."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    gaps = feasibility_gaps(report)
+    datasets = list(dict.fromkeys(c.group.dataset for c in gaps)) or ["no infeasible-vs-feasible comparisons"]
+    settings = sorted({c.group.setting for c in gaps}, key=_setting_order)
+    figure = Figure(figsize=(max(6.0, 1.2 * len(settings) + 3) * len(datasets), 5))
+    FigureCanvasAgg(figure)
+    margin = 100 * report.margin
+    for axes, dataset in zip(figure.subplots(1, len(datasets), squeeze=False)[0], datasets):
+        shown = [c for c in gaps if c.group.dataset == dataset]
+        attributes = list(dict.fromkeys(_series_name(c.group) for c in shown))
+        axes.axhspan(-margin, margin, color="tab:green", alpha=0.12, label=f"±{margin:g} pp (equivalence margin)")
+        axes.axhline(0, color="black", linewidth=0.8)
+        for index, attribute in enumerate(attributes):
+            offset = (index - (len(attributes) - 1) / 2) * 0.12  # side by side within a setting
+            members = sorted((c for c in shown if _series_name(c.group) == attribute),
+                             key=lambda c: settings.index(c.group.setting))
+            xs = [settings.index(c.group.setting) + offset for c in members]
+            ys = [100 * c.result.difference for c in members]
+            errors = [[0, 0] if c.result.ci is None else
+                      [100 * (c.result.difference - c.result.ci[0]), 100 * (c.result.ci[1] - c.result.difference)]
+                      for c in members]
+            axes.errorbar(xs, ys, yerr=np.array(errors).T, marker="o", capsize=3, label=attribute)
+        axes.set_xticks(range(len(settings)), [s.replace(", ", "\n") or "(one setting)" for s in settings],
+                        fontsize="small")
+        axes.set(title=dataset, ylabel="feasibility gap: infeasible - feasible top-1 (pp)")
+        axes.legend(fontsize="small", loc="best")
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+
+
 def write(report: Report, out: Path) -> list[Path]:
     """The report's files (FILES) in out; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
@@ -344,4 +401,5 @@ def write(report: Report, out: Path) -> list[Path]:
                  ["dataset", "setting", "attribute", "infeasible_ratio", "top1_mean", "top1_std", "n"])
     plot(report, out / "top1_vs_ratio.png")
     plot_differences(report, out / "differences.png")
+    plot_gaps(report, out / "gaps.png")
     return [out / name for name in FILES]

@@ -11,4 +11,18 @@ SYNTHETIC = Path("data/synthetic")
 SCORES = Path("data/scores")
 MIXED = Path("data/mixed")
 CHECKPOINT = Path("models/lora")
+WORLD_CLIP = Path("models/world-clip")
+WORLD_CLIP_WEIGHTS = WORLD_CLIP / "model.safetensors"
 METRICS = Path("metrics")
+
+
+def clip_weights(pretrained: str | None) -> str | None:
+    """train.pretrained / score.pretrained as open_clip takes it: world is the pretrain stage's checkpoint."""
+    from varireal.errors import StageError
+
+    if pretrained != "world":
+        return pretrained
+    if not WORLD_CLIP_WEIGHTS.is_file():
+        raise StageError(f"pretrained world: {WORLD_CLIP_WEIGHTS} is missing; run `varireal pretrain` (the embedded "
+                         "world only; a real dataset names its own CLIP, e.g. openai)")
+    return str(WORLD_CLIP_WEIGHTS)

@@ -6,7 +6,7 @@ from varireal.errors import StageError
 from varireal.params import load
 from varireal.runtime import fix_cpu_threads
 
-from varireal_pipeline.stages import METRICS, PROMPTS, RAW, SCORES, SYNTHETIC
+from varireal_pipeline.stages import METRICS, PROMPTS, RAW, SCORES, SYNTHETIC, clip_weights
 
 
 def main(params_path="params.yaml") -> None:
@@ -21,7 +21,8 @@ def main(params_path="params.yaml") -> None:
         raise StageError(f"{SYNTHETIC / 'manifest.csv'} edits {unknown[0]}, which is not in {RAW / 'train.csv'}; "
                          "run `varireal edit` again")
     values = records.read_prompts(PROMPTS).values
-    scores = scoring.score_pool(manifest, real, values, io.read_json(RAW / "classes.json"), params.score, params.seed)
+    settings = params.score.model_copy(update={"pretrained": clip_weights(params.score.pretrained)})
+    scores = scoring.score_pool(manifest, real, values, io.read_json(RAW / "classes.json"), settings, params.seed)
     with io.atomic_dir(SCORES) as staging:
         records.write_scores(staging / "scores.csv", scores)
     summary = scoring.summarize(manifest, scores)

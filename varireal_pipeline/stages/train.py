@@ -6,7 +6,7 @@ from varireal.errors import StageError
 from varireal.runtime import fix_cpu_threads, process_state
 from varireal.params import load
 
-from varireal_pipeline.stages import CHECKPOINT, METRICS, MIXED, RAW, SYNTHETIC
+from varireal_pipeline.stages import CHECKPOINT, METRICS, MIXED, RAW, SYNTHETIC, clip_weights
 
 VAL_SPLIT = RAW / "val.csv"  # a validation split the fetch stage wrote (e.g. CoOp's), used when present
 
@@ -44,8 +44,9 @@ def main(params_path="params.yaml") -> None:
 
     # Same params, same bits on the CPU: fixed thread count, deterministic kernels.
     fix_cpu_threads(p.threads, deterministic=True)
+    pretrained = clip_weights(p.pretrained)
     classifier, preprocess_train, preprocess_eval = clf.build(
-        class_names, p.model, p.pretrained, p.seed, p.finetune, p.lora,
+        class_names, p.model, pretrained, p.seed, p.finetune, p.lora,
         template=datasets.template(params.dataset.name, p.template), head=p.head,
     )
     validation = training.Validation(held_out, preprocess_eval, p.val_every) if held_out else None
@@ -58,7 +59,7 @@ def main(params_path="params.yaml") -> None:
     if not state.is_main_process:
         return
 
-    meta = {"model": p.model, "pretrained": p.pretrained, "seed": p.seed, "finetune": p.finetune,
+    meta = {"model": p.model, "pretrained": pretrained, "seed": p.seed, "finetune": p.finetune,
             "class_names": class_names}
     with io.atomic_dir(CHECKPOINT) as staging:
         clf.save(classifier, staging, meta)
