@@ -90,23 +90,38 @@ def train(params: Path = PARAMS) -> None:
 
 
 @app.command("eval")
-def evaluate(params: Path = PARAMS) -> None:
+def evaluate(
+    params: Path = PARAMS,
+    log_only: bool = typer.Option(False, "--log-only",
+                                  help="Compute nothing: log the outputs the last eval left in metrics/ to "
+                                       "tracking.uri (after a tracking server was down or refused the run)."),
+) -> None:
     """Top-1 on the real test split into metrics/, and one MLflow run."""
     from varireal_pipeline.stages import eval as stage
 
+    if log_only:
+        with _one_line_errors("eval --log-only", params):
+            stage.log_only(params)
+        return
     _run(stage, params)
 
 
 @app.command()
 def store(params: Path = PARAMS) -> None:
     """Create and migrate the MLflow store of tracking.uri now. Optional: every eval does it under a file
-    lock when needed; running it once before `dvc queue start` only keeps that out of the queued runs."""
+    lock when needed; running it once before `dvc queue start` only keeps that out of the queued runs.
+    For a tracking server (http://...), check that it answers and accepts MLFLOW_TRACKING_USERNAME/PASSWORD."""
     from varireal_pipeline import tracking
     from varireal.params import load
 
     with _one_line_errors("store", params):
         settings = load(params).tracking
-    typer.echo(f"store: {tracking.prepare_store(settings.uri)} is ready")
+        resolved = tracking.prepare_store(settings.uri)
+    if tracking.is_server(resolved):
+        typer.echo(f"store: {resolved} is a tracking server: it answers and accepts the credentials; it keeps "
+                   "its own database and artifacts (its operator migrates them with `mlflow db upgrade`)")
+    else:
+        typer.echo(f"store: {resolved} is ready")
 
 
 @app.command()
@@ -129,12 +144,14 @@ def report(
 
     with _one_line_errors("report", params):
         settings = load(params).tracking
+        tracking.check_uri(settings.uri)
         uri, experiment = tracking.resolve_uri(settings.uri), experiment or settings.experiment
-        made, files = reporting.make(uri, experiment, out, bootstrap, seed, margin / 100)
-    metrics = reporting.summary_metrics(made)
-    run_id = tracking.log_run(uri, experiment, "report",
-                              {"report.bootstrap": bootstrap, "report.seed": seed, "report.margin": margin},
-                              metrics, {reporting.REPORT_TAG: "true"}, files)
+        with tracking.server_errors(uri):
+            made, files = reporting.make(uri, experiment, out, bootstrap, seed, margin / 100)
+        metrics = reporting.summary_metrics(made)
+        run_id = tracking.log_run(uri, experiment, "report",
+                                  {"report.bootstrap": bootstrap, "report.seed": seed, "report.margin": margin},
+                                  metrics, {reporting.REPORT_TAG: "true"}, files)
     typer.echo(f"report: {metrics['runs_read']} runs, {metrics['groups']} groups, {metrics['comparisons']} "
                f"comparisons: {metrics['different']} different, {metrics['equivalent']} equivalent within "
                f"+-{margin:g} pp, {metrics['inconclusive']} inconclusive, {metrics['not_enough_seeds']} with not "
