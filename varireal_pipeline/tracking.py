@@ -21,6 +21,7 @@ credentials is one line (`TrackingError`), never a traceback or a four-minute re
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -146,11 +147,16 @@ def server_errors(uri: str) -> Iterator[None]:
     retries_set = "MLFLOW_HTTP_REQUEST_MAX_RETRIES" in os.environ
     if not retries_set:
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(SERVER_RETRIES)
+    # urllib3 logs a warning per retry; the failure, if it comes, is our one line.
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
     try:
         yield
     except (MlflowException, RequestException) as err:
         raise TrackingError(_reason(err, uri)) from None
     finally:
+        pool_log.setLevel(level)
         if not retries_set:
             os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
 
