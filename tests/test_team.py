@@ -97,7 +97,8 @@ def test_a_teammate_pulls_the_pool_and_checkpoint_and_reproduces_without_editing
     # own MLflow run; edit and train never ran on B.
     assert ran(sh("dvc", "repro", "--force", "--single-item", "eval", cwd=b)) == ["eval"]
     assert sh("git", "status", "--porcelain", cwd=b) == ""  # metrics/eval.json: the committed numbers
-    assert json.loads((b / "metrics/eval.json").read_text()) == json.loads((a / "metrics/eval.json").read_text())
+    committed = json.loads(sh("git", "show", "HEAD:metrics/eval.json", cwd=a))  # A's workspace holds `half`
+    assert json.loads((b / "metrics/eval.json").read_text()) == committed
     # A new condition on B reuses the pulled pool: mix, train and eval only.
     assert ran(sh("dvc", "exp", "run", "-S", "mix.infeasible_ratio=1", cwd=b)) == ["mix", "train", "eval"]
 
@@ -179,3 +180,68 @@ def test_cluster_sweep_edits_the_pool_once_and_pushes_one_experiment_per_job(tea
         assert "up to date" in sh("dvc", "status", cwd=a)
     finally:
         stop(server)
+
+
+@pytest.fixture
+def committed(tmp_path):
+    """The project itself (params, dvc.yaml, profiles) committed in a fresh git + DVC repository."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env |= {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    sh = shell(env)
+    for name in ("params.yaml", "dvc.yaml", ".gitignore"):
+        shutil.copy(REPO / name, tmp_path)
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    sh("git", "init", "-q", "-b", "main", cwd=tmp_path)
+    sh("dvc", "init", "-q", cwd=tmp_path)
+    sh("git", "add", "-A", cwd=tmp_path)
+    sh("git", "commit", "-qm", "project", cwd=tmp_path)
+    return tmp_path, sh
+
+
+def jobs_of(text: str) -> dict[str, str]:
+    """--dry-run output: job name -> its sbatch text and script."""
+    parts = re.split(r"^# --- job \d+ of \d+: (\S+) ---$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_cluster_dry_run_prints_a_pool_job_then_one_sbatch_job_per_experiment(committed):
+    root, sh = committed
+    out = sh("varireal", "sweep", "paper", "--dataset", "pets", "--seeds", "0", "--cluster", "slurm",
+             "--partition", "gpu", "--gpus-per-job", "2", "--time", "8:00:00", "--dry-run", cwd=root)
+    jobs = jobs_of(out)
+    assert list(jobs)[0] == "pool" and len(jobs) == 1 + 13
+    assert "real-only-seed-0" in jobs and "synthetic-infeasible-texture-seed-0" in jobs
+    commit = sh("git", "rev-parse", "HEAD", cwd=root).strip()
+    cache = sh("dvc", "cache", "dir", cwd=root).strip()
+    launcher = "accelerate launch --multi_gpu --num_machines 1 --num_processes 2 -m"
+    for name, text in jobs.items():
+        for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --time=480",
+                     f"#SBATCH --job-name=varireal-{name}", f"git checkout --quiet --detach {commit}",
+                     f"dvc cache dir --local {cache}", "dvc config --local cache.shared group",
+                     f"edit.launcher=\"{launcher}\"", "dataset.name=pets"):
+            assert line in text, (name, line, text)
+        assert ("--dependency" in text) == (name != "pool")
+        assert (f"dvc exp push origin {name}" in text) == (name != "pool")
+    assert jobs["pool"].rstrip().splitlines()[-1].endswith(" score")  # the pool job stops at the shared stages
+    assert "mix.synthetic_per_class=0" in jobs["real-only-seed-0"] and "train.seed=0" in jobs["real-only-seed-0"]
+    assert "train.seed" not in jobs["pool"] and " -n " not in jobs["pool"]  # the profile's params only
+    assert "nothing submitted" in out and not (root / ".dvc/tmp/cluster").exists()
+
+
+def test_cluster_refuses_uncommitted_params_and_bad_options(committed):
+    root, sh = committed
+
+    def fails(*args: str) -> str:
+        result = subprocess.run(["varireal", "sweep", *args], cwd=root, capture_output=True, text=True,
+                                env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        return result.stderr
+
+    assert "--cluster 'pbs': one of slurm, local" in fails("ratio", "--cluster", "pbs", "--dry-run")
+    assert "--time '4h'" in fails("ratio", "--cluster", "slurm", "--time", "4h", "--dry-run")
+    assert "--ratios" in fails("ratio", "--ratios", "0,half", "--cluster", "local")
+    if not shutil.which("sbatch"):
+        assert "no sbatch on this machine" in fails("ratio", "--cluster", "slurm")
+    (root / "params.yaml").write_text((root / "params.yaml").read_text().replace("shots: 16", "shots: 8"))
+    assert "uncommitted changes (params.yaml): jobs run the committed HEAD" in fails("ratio", "--cluster", "local")

@@ -75,17 +75,18 @@ def experiment_name(label: str) -> str:
 
 
 def minutes(text: str) -> int:
-    """--time as SLURM writes it (MINUTES, H:MM:SS, D-HH:MM:SS) in whole minutes."""
+    """--time in SLURM's formats (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) as whole minutes, rounded up."""
     match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
     if not match:
-        raise StageError(f"--time {text!r}: minutes, H:MM:SS or D-HH:MM:SS, e.g. 240 or 4:00:00")
-    days, first, second, third = (int(g) if g else None for g in match.groups())
-    if second is None:  # MINUTES
-        total = first * 60
-    else:  # H:MM[:SS]
-        total = first * 3600 + second * 60 + (third or 0)
-    total += (days or 0) * 86400
-    return max(1, -(-total // 60))
+        raise StageError(f"--time {text!r}: SLURM's M, M:S, H:M:S or D-H:M:S, e.g. 240 or 4:00:00")
+    days, *fields = match.groups()
+    numbers = [int(field) for field in fields if field is not None]
+    if days is not None:  # D-H, D-H:M, D-H:M:S
+        seconds = int(days) * 86400 + sum(n * unit for n, unit in zip(numbers, (3600, 60, 1)))
+    else:  # M, M:S, H:M:S
+        units = {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(numbers)]
+        seconds = sum(n * unit for n, unit in zip(numbers, units))
+    return max(1, -(-seconds // 60))
 
 
 def launcher_overrides(gpus_per_job: int) -> list[str]:
@@ -97,7 +98,7 @@ def launcher_overrides(gpus_per_job: int) -> list[str]:
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout.strip("\n")
 
 
 def prepare(folder: Path | None) -> Submission:
@@ -158,6 +159,11 @@ def submit(submission: Submission, jobs: list[Job], cluster: str, parameters: di
     import submitit
     from submitit.helpers import CommandFunction
 
+    import shutil
+
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise StageError("--cluster slurm: no sbatch on this machine; run it on the cluster's login node "
+                         "(--dry-run prints the jobs anywhere)")
     logs = submission.folder / "logs"
     submission.folder.mkdir(parents=True, exist_ok=True)
     if cluster == "local":
