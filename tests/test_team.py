@@ -157,6 +157,9 @@ def test_cluster_sweep_edits_the_pool_once_and_pushes_one_experiment_per_job(tea
         assert len(logs) == 5, out
         assert sorted(ran(log) for log in logs) == [["fetch", "prompt", "edit", "score"]] + [["mix", "train", "eval"]] * 4
         assert sum("Stage 'edit' is cached" in log for log in logs) == 4
+        # Each clone links the pool from the shared cache instead of copying it.
+        manifests = list(a.glob(".dvc/tmp/cluster/*/ratio-*/data/synthetic/manifest.csv"))
+        assert len(manifests) == 4 and all(m.is_symlink() or m.stat().st_nlink > 1 for m in manifests)
 
         # 4 runs on the server, one per experiment, all on the one pool.
         import mlflow
@@ -219,6 +222,7 @@ def test_cluster_dry_run_prints_a_pool_job_then_one_sbatch_job_per_experiment(co
         for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --time=480",
                      f"#SBATCH --job-name=varireal-{name}", f"git checkout --quiet --detach {commit}",
                      f"dvc cache dir --local {cache}", "dvc config --local cache.shared group",
+                     "dvc config --local cache.type reflink,hardlink,symlink,copy",
                      f"edit.launcher=\"{launcher}\"", "dataset.name=pets"):
             assert line in text, (name, line, text)
         assert ("--dependency" in text) == (name != "pool")

@@ -62,6 +62,8 @@ class Submission:
             # --local: the clone's own config, so the experiment commits no change to .dvc/config
             f"dvc cache dir --local {shlex.quote(str(self.cache))}",
             "dvc config --local cache.shared group",
+            # links into the cache, not copies: a grid of 40 jobs must not copy the pool 40 times
+            "dvc config --local cache.type reflink,hardlink,symlink,copy",
             shlex.join(run + ([job.target] if job.target else [])),
         ]
         if job.push:
