@@ -188,7 +188,8 @@ def sweep(
     gpus_per_job: int = typer.Option(1, "--gpus-per-job", min=0, help="cluster: GPUs per job; more than 1 runs "
                                                                        "edit and train under accelerate launch."),
     cpus_per_job: int = typer.Option(8, "--cpus-per-job", min=1, help="cluster: CPU cores per job."),
-    time_limit: str = typer.Option("4:00:00", "--time", help="cluster: each job's time limit (minutes or H:MM:SS)."),
+    time_limit: str = typer.Option("4:00:00", "--time", help="cluster: each job's time limit, as SLURM writes it "
+                                                                   "(minutes, H:MM:SS, D-HH:MM:SS)."),
     params: Path = PARAMS,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the dvc commands (with --cluster: the job "
                                                           "scripts) instead of running them."),
@@ -224,7 +225,7 @@ def sweep(
         found = profiles.sweep_overrides(chosen, base, conditions, seed_list, source)
         if cluster is not None:
             jobs = clusters.plan(profiles.overrides(chosen), found, gpus_per_job)
-            submission = clusters.prepare(None)
+            submission = clusters.prepare()
             slurm = clusters.slurm_parameters(partition, gpus_per_job, cpus_per_job,
                                               clusters.minutes(time_limit), account)
     if cluster is not None:

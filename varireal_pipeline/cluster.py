@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout.strip("\n")
 
 
-def prepare(folder: Path | None) -> Submission:
+def prepare() -> Submission:
     """The submission from the repository here; refuses what the jobs could not reproduce."""
     root = _git(Path("."), "rev-parse", "--show-toplevel")
     if not root or not Path(root, ".dvc").is_dir():
@@ -119,7 +120,7 @@ def prepare(folder: Path | None) -> Submission:
     remote = _git(repo, "remote", "get-url", "origin") or str(repo)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Submission(repo=repo, commit=_git(repo, "rev-parse", "HEAD"), cache=Path(cache.stdout.strip()),
-                      remote=remote, folder=(folder or repo / ".dvc/tmp/cluster") / stamp)
+                      remote=remote, folder=repo / ".dvc/tmp/cluster" / stamp)
 
 
 def plan(common: list[str], experiments: list[tuple[str, list[str]]], gpus_per_job: int) -> list[Job]:
@@ -160,8 +161,6 @@ def submit(submission: Submission, jobs: list[Job], cluster: str, parameters: di
     """Submit the pool job, then the experiments (after it); local: run them here and wait for all."""
     import submitit
     from submitit.helpers import CommandFunction
-
-    import shutil
 
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise StageError("--cluster slurm: no sbatch on this machine; run it on the cluster's login node "

@@ -134,9 +134,3 @@ def sweep_overrides(profile: dict, params: dict, conditions: list[tuple[str, dic
             out.append((f"{name}, seed {seed}", overrides(chosen)))
     return out
 
-
-def sweep_commands(profile: dict, params: dict, conditions: list[tuple[str, dict]], seeds: list[int],
-                   source: str) -> list[tuple[str, list[str]]]:
-    """(label, `dvc exp run --queue -S ...`) for every condition x seed (sweep_overrides)."""
-    return [(label, ["dvc", "exp", "run", "--queue", *[arg for o in found for arg in ("-S", o)]])
-            for label, found in sweep_overrides(profile, params, conditions, seeds, source)]
