@@ -27,6 +27,13 @@ def ran(output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", output)
 
 
+def user_env() -> dict:
+    """A user's shell: no DVC_* of an outer run, the installed `varireal`, `dvc` and `mlflow`, a git identity."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    return env | {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
 def shell(env: dict):
     def sh(*args: str, cwd: Path, check=True, timeout=600) -> str:
         with tempfile.TemporaryFile("w+") as output:  # a file, not a pipe: see test_pipeline.dvc_project
@@ -44,10 +51,7 @@ def shell(env: dict):
 def team(tmp_path):
     """A bare git repository as the team's git remote and project A, the small pipeline committed and
     pushed to it. Returns (hub, A, sh, write_params)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # the installed `varireal`, `dvc` and `mlflow`
-    env |= {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    sh = shell(env)
+    sh = shell(user_env())
     hub, a = tmp_path / "hub.git", tmp_path / "a"
     sh("git", "init", "-q", "--bare", "-b", "main", str(hub), cwd=tmp_path)
     a.mkdir()
@@ -140,8 +144,7 @@ def mlflow_server(tmp_path: Path, env: dict):
 @pytest.mark.slow  # a pool job and 4 experiment jobs: about 3 minutes on 2 cores
 def test_cluster_sweep_edits_the_pool_once_and_pushes_one_experiment_per_job(team, tmp_path):
     hub, a, sh, write_params = team
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
-    server, url = mlflow_server(tmp_path, env)
+    server, url = mlflow_server(tmp_path, user_env())
     try:
         write_params(tracking={"uri": url, "experiment": "cluster"}, train={"threads": 1})
         commit_and_push(sh, a, "project on the team's server")
@@ -188,10 +191,7 @@ def test_cluster_sweep_edits_the_pool_once_and_pushes_one_experiment_per_job(tea
 @pytest.fixture
 def committed(tmp_path):
     """The project itself (params, dvc.yaml, profiles) committed in a fresh git + DVC repository."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    env |= {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    sh = shell(env)
+    sh = shell(user_env())
     for name in ("params.yaml", "dvc.yaml", ".gitignore"):
         shutil.copy(REPO / name, tmp_path)
     shutil.copytree(REPO / "profiles", tmp_path / "profiles")
@@ -238,7 +238,7 @@ def test_cluster_refuses_uncommitted_params_and_bad_options(committed):
 
     def fails(*args: str) -> str:
         result = subprocess.run(["varireal", "sweep", *args], cwd=root, capture_output=True, text=True,
-                                env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+                                env=user_env())
         assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         return result.stderr
 
