@@ -227,6 +227,7 @@ def test_cluster_dry_run_prints_a_pool_job_then_one_sbatch_job_per_experiment(co
             assert line in text, (name, line, text)
         assert ("--dependency" in text) == (name != "pool")
         assert (f"dvc exp push origin {name}" in text) == (name != "pool")
+        assert ("git ls-remote origin" in text) == (name != "pool")  # a push dvc skipped fails the job
     assert jobs["pool"].rstrip().splitlines()[-1].endswith(" score")  # the pool job stops at the shared stages
     assert "mix.synthetic_per_class=0" in jobs["real-only-seed-0"] and "train.seed=0" in jobs["real-only-seed-0"]
     assert "train.seed" not in jobs["pool"] and " -n " not in jobs["pool"]  # the profile's params only

@@ -68,7 +68,14 @@ class Submission:
             shlex.join(run + ([job.target] if job.target else [])),
         ]
         if job.push:
-            lines.append(shlex.join(["dvc", "exp", "push", "origin", job.name]))
+            ref = f"refs/exps/{self.commit[:2]}/{self.commit[2:]}/{job.name}"
+            lines += [
+                shlex.join(["dvc", "exp", "push", "origin", job.name]),
+                # dvc exp push exits 0 without pushing when origin holds another experiment of this name
+                f'test "$(git rev-parse {ref})" = "$(git ls-remote origin {ref} | cut -f1)" || '
+                f'{{ echo "error: experiment {job.name} not pushed: origin has another of that name; '
+                f'dvc exp remove -g origin {job.name}" >&2; exit 1; }}',
+            ]
         return "\n".join(lines) + "\n"
 
 
