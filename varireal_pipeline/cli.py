@@ -98,23 +98,38 @@ def train(params: Path = PARAMS) -> None:
 
 
 @app.command("eval")
-def evaluate(params: Path = PARAMS) -> None:
+def evaluate(
+    params: Path = PARAMS,
+    log_only: bool = typer.Option(False, "--log-only",
+                                  help="Compute nothing: log the outputs the last eval left in metrics/ to "
+                                       "tracking.uri (after a tracking server was down or refused the run)."),
+) -> None:
     """Top-1 on the real test split into metrics/, and one MLflow run."""
     from varireal_pipeline.stages import eval as stage
 
+    if log_only:
+        with _one_line_errors("eval --log-only", params):
+            stage.log_only(params)
+        return
     _run(stage, params)
 
 
 @app.command()
 def store(params: Path = PARAMS) -> None:
     """Create and migrate the MLflow store of tracking.uri now. Optional: every eval does it under a file
-    lock when needed; running it once before `dvc queue start` only keeps that out of the queued runs."""
+    lock when needed; running it once before `dvc queue start` only keeps that out of the queued runs.
+    For a tracking server (http://...), check that it answers and accepts MLFLOW_TRACKING_USERNAME/PASSWORD."""
     from varireal_pipeline import tracking
     from varireal.params import load
 
     with _one_line_errors("store", params):
         settings = load(params).tracking
-    typer.echo(f"store: {tracking.prepare_store(settings.uri)} is ready")
+        resolved = tracking.prepare_store(settings.uri)
+    if tracking.is_server(resolved):
+        typer.echo(f"store: {resolved} is a tracking server: it answers and accepts the credentials; it keeps "
+                   "its own database and artifacts (its operator migrates them with `mlflow db upgrade`)")
+    else:
+        typer.echo(f"store: {resolved} is ready")
 
 
 @app.command()
@@ -137,12 +152,14 @@ def report(
 
     with _one_line_errors("report", params):
         settings = load(params).tracking
+        tracking.check_uri(settings.uri)
         uri, experiment = tracking.resolve_uri(settings.uri), experiment or settings.experiment
-        made, files = reporting.make(uri, experiment, out, bootstrap, seed, margin / 100)
-    metrics = reporting.summary_metrics(made)
-    run_id = tracking.log_run(uri, experiment, "report",
-                              {"report.bootstrap": bootstrap, "report.seed": seed, "report.margin": margin},
-                              metrics, {reporting.REPORT_TAG: "true"}, files)
+        with tracking.server_errors(uri):
+            made, files = reporting.make(uri, experiment, out, bootstrap, seed, margin / 100)
+        metrics = reporting.summary_metrics(made)
+        run_id = tracking.log_run(uri, experiment, "report",
+                                  {"report.bootstrap": bootstrap, "report.seed": seed, "report.margin": margin},
+                                  metrics, {reporting.REPORT_TAG: "true"}, files)
     typer.echo(f"report: {metrics['runs_read']} runs, {metrics['groups']} groups, {metrics['comparisons']} "
                f"comparisons: {metrics['different']} different, {metrics['equivalent']} equivalent within "
                f"+-{margin:g} pp, {metrics['inconclusive']} inconclusive, {metrics['not_enough_seeds']} with not "
@@ -181,38 +198,88 @@ def profile(
 
 @app.command()
 def sweep(
-    grid: str = typer.Argument(..., help="The grid: paper (the paper's 13 conditions per dataset)."),
-    dataset: str = typer.Option(..., "--dataset", help="The profile the grid runs on: pets, aircraft, cars, flowers102."),
+    grid: str = typer.Argument(..., help="The grid: paper (the paper's 13 conditions per dataset) | ratio "
+                                         "(mix.infeasible_ratio over --ratios)."),
+    dataset: str = typer.Option(None, "--dataset", help="The profile the grid runs on: pets, aircraft, cars, "
+                                                        "flowers102; paper needs one, ratio runs on params.yaml without."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="train.seed values, comma-separated."),
+    ratios: str = typer.Option("0,0.5,1", "--ratios", help="ratio grid: mix.infeasible_ratio values, comma-separated."),
     zero_shot: bool = typer.Option(False, "--zero-shot", help="Also queue the pretrained model untouched (zero-shot)."),
     mixed: bool = typer.Option(False, "--mixed", help="Also queue real + synthetic at infeasible ratio 0.5 per attribute."),
+    cluster: str = typer.Option(None, "--cluster", help="Submit one job per experiment instead of queueing: slurm | "
+                                                         "local (submitit's local processes, for a try or a test)."),
+    partition: str = typer.Option(None, "--partition", help="cluster: the SLURM partition."),
+    account: str = typer.Option(None, "--account", help="cluster: the SLURM account."),
+    gpus_per_job: int = typer.Option(1, "--gpus-per-job", min=0, help="cluster: GPUs per job; more than 1 runs "
+                                                                       "edit and train under accelerate launch."),
+    cpus_per_job: int = typer.Option(8, "--cpus-per-job", min=1, help="cluster: CPU cores per job."),
+    time_limit: str = typer.Option("4:00:00", "--time", help="cluster: each job's time limit, as SLURM writes it "
+                                                                   "(minutes, H:MM:SS, D-HH:MM:SS)."),
     params: Path = PARAMS,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the dvc commands instead of running them."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the dvc commands (with --cluster: the job "
+                                                          "scripts) instead of running them."),
 ) -> None:
-    """Queue a grid of conditions x seeds on top of a profile: one `dvc exp run --queue -S ...` each; then
-    `dvc queue start` runs them and `varireal report` compares them."""
+    """Run a grid of conditions x seeds on top of a profile. Without --cluster: queue one `dvc exp run --queue
+    -S ...` each; then `dvc queue start` runs them. With --cluster: one job per experiment, after one job that
+    edits the shared pool (README "Several GPUs and several machines"). `varireal report` compares them."""
     import shlex
     import subprocess
 
     import yaml
 
     from varireal.errors import StageError
+    from varireal_pipeline import cluster as clusters
     from varireal_pipeline import profiles
 
     with _one_line_errors("sweep"):
         if grid not in profiles.GRIDS:
             raise StageError(f"no grid {grid!r}; grids: {', '.join(profiles.GRIDS)}")
-        try:
-            seed_list = [int(seed) for seed in seeds.split(",")]
-        except ValueError:
-            raise StageError(f"--seeds {seeds!r}: whole numbers separated by commas, e.g. 0,1,2") from None
-        chosen = profiles.load(dataset)
+        if grid == "paper" and not dataset:
+            raise StageError("the paper grid runs on a dataset's profile: --dataset pets (or aircraft, cars, flowers102)")
+        if cluster is not None and cluster not in clusters.CLUSTERS:
+            raise StageError(f"--cluster {cluster!r}: one of {', '.join(clusters.CLUSTERS)}")
+        seed_list = _numbers("--seeds", seeds, int)
+        chosen = profiles.load(dataset) if dataset else {}
+        source = str(profiles.path_of(dataset)) if dataset else str(params)
         base = yaml.safe_load(params.read_text()) or {}
-        attributes = profiles.validate_merged(chosen, base, str(profiles.path_of(dataset))).edit.attributes
-        commands = profiles.sweep_commands(chosen, base, profiles.paper_conditions(attributes, zero_shot, mixed),
-                                           seed_list, str(profiles.path_of(dataset)))
-    for label, command in commands:
+        attributes = profiles.validate_merged(chosen, base, source).edit.attributes
+        if grid == "paper":
+            conditions = profiles.paper_conditions(attributes, zero_shot, mixed)
+        else:
+            conditions = profiles.ratio_conditions(_numbers("--ratios", ratios, float))
+        found = profiles.sweep_overrides(chosen, base, conditions, seed_list, source)
+        if cluster is not None:
+            jobs = clusters.plan(profiles.overrides(chosen), found, gpus_per_job)
+            submission = clusters.prepare()
+            slurm = clusters.slurm_parameters(partition, gpus_per_job, cpus_per_job,
+                                              clusters.minutes(time_limit), account)
+    if cluster is not None:
+        with _one_line_errors("sweep"):
+            if dry_run:
+                for index, job in enumerate(jobs):
+                    typer.echo(f"# --- job {index + 1} of {len(jobs)}: {job.name} ---")
+                    typer.echo(clusters.sbatch_text(submission, job, slurm, None if index == 0 else "afterok:<pool job>"))
+                typer.echo(f"# {len(jobs) - 1} experiments after 1 pool job; nothing submitted (--dry-run)")
+                return
+            clusters.submit(submission, jobs, cluster, slurm, echo=typer.echo)
+        where = "origin" if submission.remote != str(submission.repo) else "this repository"
+        done = "finished" if cluster == "local" else "submitted (`squeue --me`)"
+        typer.echo(f"# {len(jobs) - 1} experiments {done}; they push to {where}: `dvc exp pull origin` "
+                   f"then `dvc exp show`; logs in {submission.folder}/logs")
+        return
+    for label, overrides in found:
+        command = ["dvc", "exp", "run", "--queue", *[arg for o in overrides for arg in ("-S", o)]]
         typer.echo(f"# {label}\n{shlex.join(command)}")
         if not dry_run and (code := subprocess.call(command)):
             raise typer.Exit(code)
-    typer.echo(f"# {len(commands)} experiments" + ("" if dry_run else " queued; run them with `dvc queue start`"))
+    typer.echo(f"# {len(found)} experiments" + ("" if dry_run else " queued; run them with `dvc queue start`"))
+
+
+def _numbers(option: str, text: str, kind):
+    from varireal.errors import StageError
+
+    try:
+        return [kind(value) for value in text.split(",")]
+    except ValueError:
+        example = "0,1,2" if kind is int else "0,0.5,1"
+        raise StageError(f"{option} {text!r}: numbers separated by commas, e.g. {example}") from None

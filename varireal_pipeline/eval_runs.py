@@ -33,6 +33,9 @@ TOP5_METRIC = "top5"
 PER_CLASS_METRIC_PREFIX = "top1."
 EVAL_JSON = "eval.json"
 PREDICTIONS_CSV = "predictions.csv"
+# Everything of the run that eval.json and predictions.csv do not hold (params, tags, artifact names), so that
+# `varireal eval --log-only` logs exactly the run eval would have logged. Not a DVC output: git ignores it.
+RUN_JSON = "eval_run.json"
 
 
 class Prediction(NamedTuple):
@@ -100,14 +103,53 @@ class EvalRun:
 # -- writing ------------------------------------------------------------------------------------------
 
 
-def record(run: EvalRun, folder: Path, tracking_uri: str, mlflow_experiment: str,
-           more_artifacts: tuple[Path, ...] = ()) -> str:
-    """Write eval.json and predictions.csv into folder and log the run to MLflow with them and
-    more_artifacts; returns the MLflow run id."""
+def write(run: EvalRun, folder: Path, more_artifacts: tuple[Path, ...] = ()) -> None:
+    """Write eval.json, predictions.csv and eval_run.json into folder; more_artifacts (written by the caller
+    into folder) are logged with them."""
     io.write_json(folder / EVAL_JSON, run.summary())
     io.write_csv(folder / PREDICTIONS_CSV, [prediction._asdict() for prediction in run.predictions])
+    rest = {name: getattr(run, name) for name in ("condition", "attribute", "dataset", "top1", "top5", "per_class",
+                                                 "experiment", "git_commit", "synthetic_md5", "checkpoint_md5")}
+    # Params as MLflow stores them (strings): JSON would turn a tuple into a list and its str() with it.
+    io.write_json(folder / RUN_JSON, {"params": {key: str(value) for key, value in run.params.items()}, **rest,
+                                      "more_artifacts": [path.name for path in more_artifacts]})
+
+
+def written(folder: Path) -> tuple[EvalRun, tuple[Path, ...]]:
+    """The run `write` left in folder and its more_artifacts, for logging it later (StageError when they are
+    missing or eval.json no longer matches)."""
+    from varireal.errors import StageError
+
+    try:
+        saved = io.read_json(folder / RUN_JSON)
+        more = tuple(folder / name for name in saved.pop("more_artifacts"))
+        predictions = tuple(Prediction(row["path"], row["actual"], row["predicted"])
+                            for row in io.read_csv(folder / PREDICTIONS_CSV))
+        run = EvalRun(**saved, predictions=predictions)
+        summary = io.read_json(folder / EVAL_JSON)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise StageError(f"no complete eval output in {folder}/ ({type(err).__name__}: {err}): "
+                         "run `varireal eval` first") from None
+    missing = [str(path) for path in more if not path.is_file()]
+    if summary != run.summary() or missing:
+        raise StageError(f"{folder}/{EVAL_JSON} or its artifacts {missing or ''} no longer match {folder}/{RUN_JSON} "
+                         "(another eval ran part-way?): run `varireal eval` again")
+    return run, more
+
+
+def log(run: EvalRun, folder: Path, tracking_uri: str, mlflow_experiment: str,
+        more_artifacts: tuple[Path, ...] = ()) -> str:
+    """Log the run written into folder to MLflow with eval.json, predictions.csv and more_artifacts; returns
+    the MLflow run id (tracking.TrackingError when a tracking server is down or refuses us)."""
     return tracking.log_run(tracking_uri, mlflow_experiment, run.experiment, run.params, run.metrics(), run.tags(),
                             [folder / EVAL_JSON, folder / PREDICTIONS_CSV, *more_artifacts])
+
+
+def record(run: EvalRun, folder: Path, tracking_uri: str, mlflow_experiment: str,
+           more_artifacts: tuple[Path, ...] = ()) -> str:
+    """`write`, then `log`: the outputs are on disk before MLflow is asked."""
+    write(run, folder, more_artifacts)
+    return log(run, folder, tracking_uri, mlflow_experiment, more_artifacts)
 
 
 # -- reading ------------------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def validate_merged(profile: dict, params: dict, source: str):
 
 # -- sweeps: a grid of conditions on top of a profile ---------------------------------------------------
 
-GRIDS = ("paper",)
+GRIDS = ("paper", "ratio")
 
 
 def paper_conditions(attributes: list[str], zero_shot: bool = False, mixed: bool = False) -> list[tuple[str, dict]]:
@@ -117,17 +117,20 @@ def paper_conditions(attributes: list[str], zero_shot: bool = False, mixed: bool
     return out
 
 
-def sweep_commands(profile: dict, params: dict, conditions: list[tuple[str, dict]], seeds: list[int],
-                   source: str) -> list[tuple[str, list[str]]]:
-    """(label, `dvc exp run --queue -S ...`) for every condition x seed, each checked like a profile; every
-    key is set once (the condition's and the seed's values over the profile's)."""
+def ratio_conditions(ratios: list[float]) -> list[tuple[str, dict]]:
+    """The README's sweep: one condition per infeasible ratio (every attribute, as mix.attribute says)."""
+    return [(f"ratio {ratio:g}", {"mix": {"infeasible_ratio": ratio}}) for ratio in ratios]
+
+
+def sweep_overrides(profile: dict, params: dict, conditions: list[tuple[str, dict]], seeds: list[int],
+                    source: str) -> list[tuple[str, list[str]]]:
+    """(label, `-S` values) for every condition x seed, each checked like a profile; every key is set once
+    (the condition's and the seed's values over the profile's)."""
     out = []
     for name, setting in conditions:
         for seed in seeds:
             chosen = merged(merged(profile, setting), {"train": {"seed": seed}})
             check(chosen, params, f"{source} ({name}, seed {seed})")
-            command = ["dvc", "exp", "run", "--queue"]
-            for override in overrides(chosen):
-                command += ["-S", override]
-            out.append((f"{name}, seed {seed}", command))
+            out.append((f"{name}, seed {seed}", overrides(chosen)))
     return out
+
