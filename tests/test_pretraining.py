@@ -8,12 +8,13 @@ import torch
 from typer.testing import CliRunner
 
 from varireal import classifier, io, pretraining
+from varireal import corpus as world_corpus
 from varireal.datasets import world
 
 
 def corpus(size=600, species_share=0.3, infeasible_share=0.1, workers=1, seed=0, image_size=24, attribute_share=0.5):
-    return pretraining.render_corpus(
-        pretraining.CorpusSpec(size, image_size, species_share, attribute_share, infeasible_share, seed), workers)
+    return world_corpus.render_corpus(
+        world_corpus.CorpusSpec(size, image_size, species_share, attribute_share, infeasible_share, seed), workers)
 
 
 def words(caption: str) -> set[str]:
@@ -31,25 +32,25 @@ def test_captions_name_the_attributes_and_the_species_only_in_its_share():
         if not is_named:  # then no species at all, only its family
             assert not words(text) & set(world.ALL_NAMES)
             pointed = dict((n, p) for n, _, p in world.ALL_SPECIES)[name]
-            assert pretraining.FAMILY[pointed] in words(text)
+            assert world_corpus.FAMILY[pointed] in words(text)
     assert set(made.species) == set(world.ALL_NAMES)  # the extra species too
     assert not set(world.CLASS_NAMES) & {n for n, _, _ in world.EXTRA_SPECIES}
 
 
 def test_captions_name_what_the_picture_shows():
     instance = world.Instance("hexastar", "moon", "red", "stripes")
-    text = pretraining.caption(instance, named=True)
+    text = world_corpus.caption(instance, named=True)
     assert text == "a photo of a red striped hexastar on the moon."
-    assert pretraining.caption(instance, named=False) == "a photo of a red striped star on the moon."
-    assert pretraining.caption(instance, named=True, attributes=()) == "a photo of a hexastar."  # the template
-    assert pretraining.caption(instance, named=True, attributes=("texture",)) == "a photo of a striped hexastar."
+    assert world_corpus.caption(instance, named=False) == "a photo of a red striped star on the moon."
+    assert world_corpus.caption(instance, named=True, attributes=()) == "a photo of a hexastar."  # the template
+    assert world_corpus.caption(instance, named=True, attributes=("texture",)) == "a photo of a striped hexastar."
     # Every caption keeps its species inside the small CLIP's 16-token context (SOT and EOT included).
     import open_clip
 
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
-    longest = max((pretraining.caption(world.Instance(name, background, color, texture), True)
-                   for name in world.ALL_NAMES for background in pretraining.BACKGROUND_WORDS
-                   for color in world.VOCABULARY["color"] for texture in pretraining.TEXTURE_WORDS), key=len)
+    longest = max((world_corpus.caption(world.Instance(name, background, color, texture), True)
+                   for name in world.ALL_NAMES for background in world_corpus.BACKGROUND_WORDS
+                   for color in world.VOCABULARY["color"] for texture in world_corpus.TEXTURE_WORDS), key=len)
     kept = tokenizer.decode(tokenizer(longest)[0].tolist())
     species = next(name for name in world.ALL_NAMES if name in longest)
     assert species in kept
@@ -61,9 +62,9 @@ def test_infeasible_share_draws_attributes_outside_the_species_rules():
             world.ATTRIBUTES, parse(text))) for text, name in zip(made.captions, made.species)])
 
     def parse(text):  # (background, color, texture) back from a caption
-        background = next(b for b, phrase in pretraining.BACKGROUND_WORDS.items() if text.endswith(phrase + "."))
+        background = next(b for b, phrase in world_corpus.BACKGROUND_WORDS.items() if text.endswith(phrase + "."))
         color, texture_word = text.removeprefix("a photo of a ").split()[:2]
-        texture = next(t for t, w in pretraining.TEXTURE_WORDS.items() if w == texture_word)
+        texture = next(t for t, w in world_corpus.TEXTURE_WORDS.items() if w == texture_word)
         return background, color, texture
 
     assert infeasible(corpus(size=300, infeasible_share=0.0, attribute_share=1.0)) == 0

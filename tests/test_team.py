@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SMALL, TINY_CLIP, merged
+from conftest import REPO, TINY_CLIP, merged, with_model
 from launching import free_port
 
 BIN = Path(sys.executable).parent
@@ -61,7 +61,7 @@ def team(tmp_path):
 
     def write_params(**overrides):
         params = merged(merged(yaml.safe_load((REPO / "params.yaml").read_text()),
-                               merged(SMALL, {"train": {"model": "tiny-clip.json"}})), overrides)
+                               with_model("tiny-clip.json")), overrides)
         (a / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     write_params()

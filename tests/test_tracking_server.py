@@ -22,7 +22,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import REPO, SMALL, TINY_CLIP, merged
+from conftest import REPO, TINY_CLIP, merged, with_model
 from launching import free_port
 from servers import README_PORT, readme_blocks, tracking_server  # noqa: F401 (a fixture)
 
@@ -136,7 +136,7 @@ def dvc_project(tmp_path_factory):
     shutil.copy(REPO / "dvc.yaml", root)
     (root / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
     params = merged(yaml.safe_load((REPO / "params.yaml").read_text()),
-                    merged(SMALL, {"train": {"model": "tiny-clip.json"}}))
+                    with_model("tiny-clip.json"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
     (root / "metrics").mkdir()

@@ -309,7 +309,7 @@ class EditParams(Section):
 
 
 class CaptionParams(Section):
-    species_share: float = Field(0.3, ge=0, le=1, description=(
+    species_share: float = Field(0.1, ge=0, le=1, description=(
         "share of captions that name the picture's species; the rest name its family (\"a star\", \"a foil\")"))
     attribute_share: float = Field(0.5, ge=0, le=1, description=(
         "chance that a caption names each of colour, texture and background (independently)"))
@@ -389,7 +389,7 @@ class TrainParams(Section):
         "instead of steps: passes over the larger of the real and the synthetic set, steps = "
         "ceil(epochs x that set / batch_size); null: steps decides"))
     batch_size: int = Field(32, ge=1, description="per kind: each step sees this many real and this many synthetic")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(3e-4, gt=0)
     lr_min: float = Field(0.0, ge=0, description="the cosine schedule ends here; warm-up starts here (official 1e-8)")
     weight_decay: float = Field(0.05, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from varireal import classifier, datasets, io, pretraining
+from varireal import classifier, corpus, datasets, io, pretraining
 from varireal.datasets import world
 from varireal.edit_runs import cpu_workers
 from varireal.params import load
@@ -34,29 +34,29 @@ def main(params_path="params.yaml") -> None:
 
     workers = cpu_workers(p.workers, 1)
     started = time.monotonic()
-    spec = pretraining.CorpusSpec(p.corpus_size, p.image_size, p.captions.species_share, p.captions.attribute_share,
+    spec = corpus.CorpusSpec(p.corpus_size, p.image_size, p.captions.species_share, p.captions.attribute_share,
                                   p.infeasible_share, p.seed)
-    corpus = pretraining.render_corpus(spec, workers)
+    pictures = corpus.render_corpus(spec, workers)
     rendered = time.monotonic()
 
     fix_cpu_threads(p.threads, deterministic=True)
     clip, _, preprocess, tokenizer = classifier.create_clip(p.model, None, p.seed)
     mean, std = clip.visual.image_mean, clip.visual.image_std
-    history = pretraining.pretrain(clip, corpus.images, tokenizer(corpus.captions), steps=p.steps,
+    history = pretraining.pretrain(clip, pictures.images, tokenizer(pictures.captions), steps=p.steps,
                                    batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
                                    warmup=round(p.warmup_ratio * p.steps), seed=p.seed, mean=mean, std=std)
     trained = time.monotonic()
 
     # Fresh pictures, never trained on: the task's species as the test split shows them (feasible only), and
     # captioned pictures drawn as the corpus is.
-    heldout = pretraining.render_corpus(
-        pretraining.CorpusSpec(p.heldout, p.image_size, 1.0, 0.0, 0.0, p.seed),
-        workers, stream=pretraining.HELDOUT_STREAM, species=world.CLASS_NAMES)
+    heldout = corpus.render_corpus(
+        corpus.CorpusSpec(p.heldout, p.image_size, 1.0, 0.0, 0.0, p.seed),
+        workers, stream=corpus.HELDOUT_STREAM, species=world.CLASS_NAMES)
     labels = np.array([world.CLASS_NAMES.index(name) for name in heldout.species])
     texts = classifier.class_texts(world.CLASS_NAMES, datasets.template("world", "registry"))
-    pairs = pretraining.render_corpus(pretraining.CorpusSpec(p.heldout, p.image_size, p.captions.species_share,
+    pairs = corpus.render_corpus(corpus.CorpusSpec(p.heldout, p.image_size, p.captions.species_share,
                                                              p.captions.attribute_share, p.infeasible_share, p.seed),
-                                      workers, stream=pretraining.HELDOUT_STREAM + 1)
+                                      workers, stream=corpus.HELDOUT_STREAM + 1)
     summary = {
         "dataset": "world", "pretrained": True, "corpus_size": p.corpus_size, "steps": p.steps,
         "final_loss": history[-1]["loss"] if history else None,
