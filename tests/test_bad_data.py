@@ -272,7 +272,8 @@ def test_an_empty_class_is_named(project, tmp_path):
 
 def test_the_whole_pipeline_runs_on_the_cleaned_data(bad_pets, project, tiny_clip_config):
     project(seed=SEED, dataset={"name": "pets", "root": str(bad_pets.parent), "shots": 2, "mask": {"method": "auto"}},
-            score={"model": str(tiny_clip_config), "threads": 1}, edit={"per_image": 1})
+            score={"model": str(tiny_clip_config), "threads": 1, "pretrained": None}, edit={"per_image": 1},
+            train={"pretrained": None})  # a real dataset: no world-CLIP, a random tiny CLIP
     run("fetch")
     # The composite editor paints the procedural library's values only, so the prompts are written here.
     values = {"background": list(render.SCENES)[:4], "color": list(render.COLORS)[:4],

@@ -4,6 +4,8 @@
 import shutil
 from pathlib import Path
 
+import pytest
+
 from test_stages import STAGES, run
 from varireal import io
 
@@ -20,6 +22,7 @@ def files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # tens of seconds: make test's 6-minute budget; CI runs it (make test-slow)
 def test_two_fresh_runs_with_the_same_params_are_identical(project, tmp_path, monkeypatch):
     params = project(seed=3, train={"steps": 4, "seed": 1}, mix={"infeasible_ratio": 0.5})
     first = run_everything_in(tmp_path / "first", params, monkeypatch)

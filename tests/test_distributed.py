@@ -90,7 +90,7 @@ def run_in_process(*stages: str) -> None:
 
 def test_two_processes_train_like_one(project, tmp_path_factory, fresh_accelerate_state):
     # No augmentation and full fine-tuning (no dropout): the two runs do the same math in another order.
-    project(train={"device": "cpu", "steps": 4, "batch_size": 5, "augment": False, "finetune": "full"})
+    project(train={"device": "cpu", "steps": 4, "batch_size": 5, "augment": False, "finetune": "full", "pretrained": None})
     run_in_process("fetch", "prompt", "edit", "mix", "train")
     single_loss = io.read_csv("metrics/train_loss.csv")
     single = load_file("models/lora/model.safetensors") | load_file("models/lora/head.safetensors")
@@ -124,7 +124,7 @@ def test_two_processes_train_like_one(project, tmp_path_factory, fresh_accelerat
 @pytest.mark.slow  # tens of seconds of 2-process launches or a second DVC run: `make test-slow`, which CI runs
 def test_two_processes_pick_the_same_validation_checkpoint_as_one(project, fresh_accelerate_state):
     # best-val: every process judges the whole validation split with the same weights, so all choose alike.
-    project(train={"device": "cpu", "steps": 4, "batch_size": 5, "augment": "none", "finetune": "full",
+    project(train={"device": "cpu", "steps": 4, "batch_size": 5, "augment": "none", "finetune": "full", "pretrained": None,
                    "val_fraction": 0.5, "select": "best-val", "val_every": 1})
     run_in_process("fetch", "prompt", "edit", "mix", "train")
     single = io.read_json("metrics/train.json")
@@ -140,7 +140,7 @@ def test_two_processes_pick_the_same_validation_checkpoint_as_one(project, fresh
 
 @pytest.mark.slow  # tens of seconds of 2-process launches or a second DVC run: `make test-slow`, which CI runs
 def test_the_paper_augmentation_trains_in_two_processes(project, fresh_accelerate_state):
-    project(train={"device": "cpu", "steps": 2, "batch_size": 4, "augment": "paper", "workers": 1})
+    project(train={"device": "cpu", "steps": 2, "batch_size": 4, "augment": "paper", "workers": 1, "pretrained": None})
     run_in_process("fetch", "prompt", "edit", "mix")
     parallel = launch_train(2)
     assert parallel.returncode == 0, parallel.stderr[-3000:]
@@ -159,7 +159,7 @@ def comparable(name: str, weight: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.slow  # tens of seconds of 2-process launches or a second DVC run: `make test-slow`, which CI runs
 def test_a_global_batch_smaller_than_the_processes_is_refused(project):
-    project(train={"device": "cpu", "steps": 2, "batch_size": 1})
+    project(train={"device": "cpu", "steps": 2, "batch_size": 1, "pretrained": None})
     run_in_process("fetch", "prompt", "edit", "mix")
     result = launch_train(2)
     assert result.returncode != 0, result.stderr[-3000:]

@@ -1,6 +1,7 @@
 """The world-CLIP: its captioned corpus, its contrastive pretraining and the pretrain stage."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,9 +123,16 @@ def test_pretrain_skips_a_real_dataset_and_train_refuses_world_weights_there(pro
     assert io.read_json("models/world-clip/skipped.json")["dataset"] == "pets"
     assert not (project().parent / "models/world-clip/model.safetensors").exists()
 
+    # A real dataset left at pretrained: world gets one line that says what to set.
+    project(dataset={"name": "pets"})
+    result = CliRunner().invoke(app, ["score"])  # before it reads anything else
+    (line,) = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "pets" in line and "score.pretrained" in line and "openai" in line
+
     from varireal_pipeline.stages import clip_weights
     from varireal.errors import StageError
 
+    Path("models/world-clip/skipped.json").unlink()
     with pytest.raises(StageError, match="varireal pretrain"):
         clip_weights("world")
 

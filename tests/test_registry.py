@@ -71,7 +71,8 @@ def run(*stages):
 
 def test_a_registered_dataset_runs_the_whole_pipeline(project, tmp_path, toy):
     write_toy(tmp_path / "datasets")
-    project(dataset={"name": "toy", "root": str(tmp_path / "datasets"), "shots": 2})
+    project(dataset={"name": "toy", "root": str(tmp_path / "datasets"), "shots": 2},
+            train={"pretrained": None}, score={"pretrained": None})  # a real dataset: no world-CLIP
     run("fetch", "prompt", "edit", "pretrain", "score", "mix", "train", "eval")
 
     assert io.read_json("data/raw/classes.json") == sorted(TOY_CLASSES)  # ImageFolder sorts its folders

@@ -163,7 +163,7 @@ def test_api_key_reaches_no_file_mlflow_run_or_output(project, server, cache, ca
     project(prompt={"backend": "openai", "model": "served-model", "base_url": server.url},
             train={"steps": 1}, edit={"attributes": ["color"], "per_image": 1}, mix={"synthetic_per_class": 2})
     results = invoke("fetch", "prompt", "edit", "pretrain", "score", "mix", "train", "eval")
-    assert [r.exit_code for r in results] == [0] * 7, results[-1].output
+    assert [r.exit_code for r in results] == [0] * 8, results[-1].output
     assert server.requests and all(r["headers"]["authorization"] == f"Bearer {SECRET}" for r in server.requests)
     assert Path("mlflow.db").is_file() and any(Path("mlartifacts").rglob("eval.json"))
 

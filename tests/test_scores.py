@@ -127,7 +127,8 @@ def test_identity_clip_of_an_image_with_itself_is_one_and_vqa_fills_its_column(s
     real = records.read_split("data/raw/train.csv")
     manifest = records.read_manifest("data/synthetic/manifest.csv")[:2]
     manifest[0] = dataclasses.replace(manifest[0], path=manifest[0].source)  # an "edit" that is its own source
-    params = ScoreParams(model=str(tiny_clip_config), threads=1, vqa_model=str(tiny_vlm))
+    params = ScoreParams(model=str(tiny_clip_config), pretrained="models/world-clip/model.safetensors", threads=1,
+                         vqa_model=str(tiny_vlm))  # the world-CLIP the stage scored with
     values = records.read_prompts("data/prompts.json").values
     rows = scoring.score_pool(manifest, real, values, io.read_json("data/raw/classes.json"), params, seed=0)
     assert rows[0].scores.identity_clip == pytest.approx(1.0, abs=1e-5) and rows[0].scores.identity_kept == 1.0

@@ -234,6 +234,7 @@ def test_cluster_dry_run_prints_a_pool_job_then_one_sbatch_job_per_experiment(co
     assert "nothing submitted" in out and not (root / ".dvc/tmp/cluster").exists()
 
 
+@pytest.mark.slow  # tens of seconds: make test's 6-minute budget; CI runs it (make test-slow)
 def test_cluster_refuses_uncommitted_params_and_bad_options(committed):
     root, sh = committed
 

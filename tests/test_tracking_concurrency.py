@@ -4,6 +4,8 @@ import multiprocessing
 import os
 from pathlib import Path
 
+import pytest
+
 from typer.testing import CliRunner
 
 WRITERS = 4
@@ -26,6 +28,7 @@ def _log_one(root: str, index: int, barrier, errors) -> None:
         raise
 
 
+@pytest.mark.slow  # tens of seconds: make test's 6-minute budget; CI runs it (make test-slow)
 def test_parallel_log_runs_create_the_store_once_and_all_land_complete(tmp_path, monkeypatch):
     context = multiprocessing.get_context("spawn")
     barrier, errors = context.Barrier(WRITERS), context.Queue()

@@ -168,8 +168,8 @@ def test_best_val_keeps_the_best_steps_weights(tiny_clip_config, tmp_path):
             rows.append(SplitRow(str(path), None, label, names[label]))
     held = training.validation_split(rows, 0.34, seed=0)
     train_rows = [r for r in rows if r not in held]
-    params = validate({"train": {"model": str(tiny_clip_config), "device": "cpu", "steps": 6, "batch_size": 4,
-                                 "lr": 0.01, "augment": "none", "select": "best-val", "val_every": 1,
+    params = validate({"train": {"model": str(tiny_clip_config), "pretrained": None, "device": "cpu", "steps": 6,
+                                 "batch_size": 4, "lr": 0.01, "augment": "none", "select": "best-val", "val_every": 1,
                                  "val_fraction": 0.34}}, "t").train
 
     def trained(select):

@@ -155,6 +155,7 @@ def test_filter_off_leaves_the_manifest_and_metrics_as_they_were(project):
                                                        "out_of_memory_halvings"}
 
 
+@pytest.mark.slow  # tens of seconds: make test's 6-minute budget; CI runs it (make test-slow)
 def test_a_killed_filtered_edit_resumes_reusing_its_verdicts(project, says_no, monkeypatch):
     filtered(project, says_no)
     run("fetch", "prompt", "edit")

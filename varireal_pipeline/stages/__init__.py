@@ -3,6 +3,7 @@
 The paths below are the stages' declared deps and outs in dvc.yaml, relative to the project root.
 """
 
+import json
 from pathlib import Path
 
 RAW = Path("data/raw")
@@ -22,6 +23,11 @@ def clip_weights(pretrained: str | None) -> str | None:
 
     if pretrained != "world":
         return pretrained
+    skipped = WORLD_CLIP / "skipped.json"
+    if skipped.is_file():
+        dataset = json.loads(skipped.read_text())["dataset"]
+        raise StageError(f"pretrained world is the embedded world's CLIP; dataset {dataset} starts from its own: set "
+                         "train.pretrained and score.pretrained to it, e.g. openai (its profile does)")
     if not WORLD_CLIP_WEIGHTS.is_file():
         raise StageError(f"pretrained world: {WORLD_CLIP_WEIGHTS} is missing; run `varireal pretrain` (the embedded "
                          "world only; a real dataset names its own CLIP, e.g. openai)")

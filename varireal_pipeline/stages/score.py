@@ -11,6 +11,7 @@ from varireal_pipeline.stages import METRICS, PROMPTS, RAW, SCORES, SYNTHETIC, c
 
 def main(params_path="params.yaml") -> None:
     params = load(params_path)
+    settings = params.score.model_copy(update={"pretrained": clip_weights(params.score.pretrained)})
     if not (SYNTHETIC / "manifest.csv").is_file():
         raise StageError(f"{SYNTHETIC / 'manifest.csv'} is missing; run `varireal edit` first")
     fix_cpu_threads(params.score.threads)
@@ -21,7 +22,6 @@ def main(params_path="params.yaml") -> None:
         raise StageError(f"{SYNTHETIC / 'manifest.csv'} edits {unknown[0]}, which is not in {RAW / 'train.csv'}; "
                          "run `varireal edit` again")
     values = records.read_prompts(PROMPTS).values
-    settings = params.score.model_copy(update={"pretrained": clip_weights(params.score.pretrained)})
     scores = scoring.score_pool(manifest, real, values, io.read_json(RAW / "classes.json"), settings, params.seed)
     with io.atomic_dir(SCORES) as staging:
         records.write_scores(staging / "scores.csv", scores)

@@ -25,6 +25,7 @@ def validation_rows(params) -> list[records.SplitRow]:
 def main(params_path="params.yaml") -> None:
     params = load(params_path)
     p = params.train
+    pretrained = clip_weights(p.pretrained)
     class_names = io.read_json(RAW / "classes.json")
     rows = records.read_mixed(MIXED / "train.csv")
     real = [r for r in rows if r.kind == "real"]
@@ -44,7 +45,6 @@ def main(params_path="params.yaml") -> None:
 
     # Same params, same bits on the CPU: fixed thread count, deterministic kernels.
     fix_cpu_threads(p.threads, deterministic=True)
-    pretrained = clip_weights(p.pretrained)
     classifier, preprocess_train, preprocess_eval = clf.build(
         class_names, p.model, pretrained, p.seed, p.finetune, p.lora,
         template=datasets.template(params.dataset.name, p.template), head=p.head,
