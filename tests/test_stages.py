@@ -148,7 +148,7 @@ def test_paper_training_params_through_the_stages(project):
 
 
 def test_best_val_without_a_validation_split_is_refused(project):
-    project(train={"select": "best-val"})
+    project(train={"select": "best-val", "pretrained": None})
     run("fetch", "prompt", "edit", "mix")
     from varireal_pipeline.cli import app
 
