@@ -48,6 +48,17 @@ def with_model(model: str) -> dict:
     return merged(SMALL, {section: {"model": model} for section in ("pretrain", "score", "train")})
 
 
+def write_small_project(root: Path) -> None:
+    """The files a DVC test project starts from: dvc.yaml, .gitignore, and the small params with a tiny CLIP."""
+    import shutil
+
+    shutil.copy(REPO / "dvc.yaml", root)
+    (root / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
+    params = merged(yaml.safe_load((REPO / "params.yaml").read_text()), with_model("tiny-clip.json"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
+
+
 @pytest.fixture
 def tiny_clip_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("configs") / "tiny-clip.json"

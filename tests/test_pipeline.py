@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CLIP, merged, with_model
+from conftest import write_small_project
 from launching import free_port
 
 STAGES = ["fetch", "prompt", "edit", "pretrain", "score", "mix", "train", "eval"]
@@ -26,12 +25,7 @@ def ran(output: str) -> list[str]:
 @pytest.fixture(scope="module")
 def dvc_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
-    shutil.copy(REPO / "dvc.yaml", root)
-    (root / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
-    params = merged(yaml.safe_load((REPO / "params.yaml").read_text()),
-                    with_model("tiny-clip.json"))
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    write_small_project(root)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the installed `varireal` and `dvc`

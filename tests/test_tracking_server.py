@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import REPO, TINY_CLIP, merged, with_model
+from conftest import REPO, merged, write_small_project
 from launching import free_port
 from servers import README_PORT, readme_blocks, tracking_server  # noqa: F401 (a fixture)
 
@@ -133,12 +132,7 @@ def test_log_only_without_an_eval_says_run_eval_first(project):
 def dvc_project(tmp_path_factory):
     """The small pipeline run once by `dvc repro` (into its local SQLite store) in a fresh git + DVC repo."""
     root = tmp_path_factory.mktemp("server-project")
-    shutil.copy(REPO / "dvc.yaml", root)
-    (root / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
-    params = merged(yaml.safe_load((REPO / "params.yaml").read_text()),
-                    with_model("tiny-clip.json"))
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    write_small_project(root)
     (root / "metrics").mkdir()
     (root / "metrics" / ".gitignore").write_text((REPO / "metrics" / ".gitignore").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_TRACKING_"))}
