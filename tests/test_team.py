@@ -158,7 +158,8 @@ def test_cluster_sweep_edits_the_pool_once_and_pushes_one_experiment_per_job(tea
         logs = [out.read_text() + out.with_suffix(".err").read_text()
                 for out in a.glob(".dvc/tmp/cluster/*/logs/*_log.out")]
         assert len(logs) == 5, out
-        assert sorted(ran(log) for log in logs) == [["fetch", "prompt", "edit", "score"]] + [["mix", "train", "eval"]] * 4
+        pool_stages = ["fetch", "prompt", "edit", "pretrain", "score"]
+        assert sorted(ran(log) for log in logs) == [pool_stages] + [["mix", "train", "eval"]] * 4
         assert sum("Stage 'edit' is cached" in log for log in logs) == 4
         # Each clone links the pool from the shared cache instead of copying it.
         manifests = list(a.glob(".dvc/tmp/cluster/*/ratio-*/data/synthetic/manifest.csv"))

@@ -8,8 +8,8 @@ can write it), runs one `dvc exp run -S ...` and pushes the experiment (`dvc exp
 submitting repository's git remote `origin` (the submitting repository itself when it has none).
 Every eval logs its run to `tracking.uri`, which for a cluster is a shared server.
 
-The pool is edited once: a first job runs the pipeline up to `score` (fetch, prompt, edit, score:
-everything the grid shares) with the grid's common params; DVC saves those stages in the shared
+The pool is edited once: a first job runs the pipeline up to `score` (fetch, prompt, edit, pretrain,
+score: everything the grid shares) with the grid's common params; DVC saves those stages in the shared
 cache's run cache, so every experiment job finds them there ("Stage 'edit' is cached - skipping
 run") and runs only mix, train and eval. On SLURM the experiment jobs wait for it with
 `--dependency=afterok`; the local executor waits for it before submitting them.
@@ -188,7 +188,7 @@ def submit(submission: Submission, jobs: list[Job], cluster: str, parameters: di
 
     pool, experiments = jobs[0], jobs[1:]
     pool_job = launch(pool)
-    echo(f"# job {pool_job.job_id}: the pool (fetch, prompt, edit, score), once for the whole grid")
+    echo(f"# job {pool_job.job_id}: the pool (fetch, prompt, edit, pretrain, score), once for the whole grid")
     if cluster == "local":
         _wait(pool, pool_job)
     else:
