@@ -159,13 +159,11 @@ def tracking_server():
         stopped = True
         if mlflow_session is not None:
             bash(server.settings() + "kill $(cat $SERVER/mlflow.pid)", env, log)
-            _wait_gone(mlflow_pid)
-            try:  # uvicorn's workers must go with it
-                os.killpg(mlflow_session, 0)
-                stopped = False
+            # uvicorn's workers and MLflow's job runner must go with it; the job runner notices within a
+            # second that the server is gone and then shuts down, so the group may take a few seconds.
+            stopped = _wait_gone(mlflow_pid) and _wait_group_gone(mlflow_session)
+            if not stopped:
                 os.killpg(mlflow_session, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if (root / "pg" / "postmaster.pid").exists():
             bash(server.settings() + "pg_ctl -D $SERVER/pg stop", env, log, as_postgres=as_postgres)
         shutil.rmtree(root, ignore_errors=True)
@@ -181,7 +179,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _wait_gone(pid: int, timeout: float = 30) -> None:
+def _wait_gone(pid: int, timeout: float = 30) -> bool:
+    """Whether process pid ended within timeout seconds."""
     deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
+    return not _alive(pid)
+
+
+def _wait_group_gone(pgid: int, timeout: float = 30) -> bool:
+    """Whether every process of group pgid ended within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
