@@ -42,10 +42,10 @@ TOLERANCES = {
     "metrics/train.json": {"final_loss": 1e-3, "mean_loss_last_10pct": 1e-3},
     "metrics/train_loss.csv": {"loss": 1e-3},
     "metrics/scores.json": {"auroc_feasibility": 1e-3, "mean": 1e-3},
-    # Not yet measured across kernels: 410 contrastive steps from random weights can carry a rounding
-    # difference further than 150 LoRA steps, so the world-CLIP's figures get ten times the room.
-    "metrics/pretrain.json": {"final_loss": 1e-2, "zero_shot_top1_heldout": 0.02, "retrieval_top1_heldout": 0.02},
-    "metrics/pretrain_loss.csv": {"loss": 1e-2},
+    # 410 contrastive steps from random weights, on an Intel Xeon under AVX2 kernels against the lock made
+    # on an AMD EPYC: losses within 3e-6, zero-shot and retrieval top-1 identical. The same room as training.
+    "metrics/pretrain.json": {"final_loss": 1e-3, "zero_shot_top1_heldout": 0.01, "retrieval_top1_heldout": 0.01},
+    "metrics/pretrain_loss.csv": {"loss": 1e-3},
 }
 
 
