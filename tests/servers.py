@@ -161,7 +161,7 @@ def tracking_server():
             bash(server.settings() + "kill $(cat $SERVER/mlflow.pid)", env, log)
             # uvicorn's workers and MLflow's job runner must go with it; the job runner notices within a
             # second that the server is gone and then shuts down, so the group may take a few seconds.
-            stopped = _wait_gone(mlflow_pid) and _wait_group_gone(mlflow_session)
+            stopped = _wait_group_gone(mlflow_session)  # the server's own process included
             if not stopped:
                 os.killpg(mlflow_session, signal.SIGKILL)
         if (root / "pg" / "postmaster.pid").exists():
@@ -177,14 +177,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _wait_gone(pid: int, timeout: float = 30) -> bool:
-    """Whether process pid ended within timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return not _alive(pid)
 
 
 def _wait_group_gone(pgid: int, timeout: float = 30) -> bool:

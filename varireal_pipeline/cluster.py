@@ -163,6 +163,14 @@ def sbatch_text(submission: Submission, job: Job, parameters: dict, dependency: 
     return text + "# the job runs:\n" + "".join(f"#   {line}\n" for line in submission.script(job).splitlines())
 
 
+def _pool_stages(repo: Path) -> list[str]:
+    """The pool job's stages: dvc.yaml's, in its (pipeline) order, up to SHARED_STAGE."""
+    import yaml
+
+    stages = list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    return stages[:stages.index(SHARED_STAGE) + 1]
+
+
 def submit(submission: Submission, jobs: list[Job], cluster: str, parameters: dict,
            echo=print) -> list[tuple[Job, object]]:
     """Submit the pool job, then the experiments (after it); local: run them here and wait for all."""
@@ -188,7 +196,7 @@ def submit(submission: Submission, jobs: list[Job], cluster: str, parameters: di
 
     pool, experiments = jobs[0], jobs[1:]
     pool_job = launch(pool)
-    echo(f"# job {pool_job.job_id}: the pool (fetch, prompt, edit, pretrain, score), once for the whole grid")
+    echo(f"# job {pool_job.job_id}: the pool ({', '.join(_pool_stages(submission.repo))}), once for the whole grid")
     if cluster == "local":
         _wait(pool, pool_job)
     else:
